@@ -1,0 +1,3 @@
+// The agent layer's public surface.
+export { Agent, type AgentOptions } from './agent.js';
+export { TaskRunner } from './task-runner.js';

@@ -1,0 +1,205 @@
+// Drives one node's tasks through the runtime: makes what is assigned real, stops what is not, reports what it sees.
+//
+// Invariants: operations on one task are serialized (one promise chain per task); a state is reported only if it
+// moves the task forward (core transition order); containers are found again by label after a restart, so an agent
+// restart never starts a second container for a task.
+
+import { isTerminal, stateRank, type TaskState } from '../core/index.js';
+import type { Logger } from '../lib/logger.js';
+import { wantsContainer, type AssignedTask, type TaskStatusUpdate } from '../protocol/index.js';
+import { RuntimeError, type ContainerConfig, type ContainerInfo, type Runtime } from '../runtime/runtime.js';
+
+export interface TaskRunnerOptions {
+  nodeId: string;
+  runtime: Runtime;
+  logger: Logger;
+  /** Called with each status change, in order per task. */
+  report: (u: TaskStatusUpdate) => void;
+}
+
+const exitStatus = (info: ContainerInfo): { state: TaskState; error: string; message: string } => {
+  const code = info.exitCode ?? -1;
+  if (code === 0 && !info.error) return { state: 'complete', error: '', message: 'finished' };
+  const why = info.error ? `${info.error}; ` : '';
+  return { state: 'failed', error: `${why}task exited with code ${code}`, message: 'exited' };
+};
+
+export class TaskRunner {
+  private readonly assigned = new Map<string, AssignedTask>();
+  /** taskId → containerId for every container this node holds for a task. */
+  private readonly containers = new Map<string, string>();
+  /** The furthest state known for each task (reported by us or recorded by the manager). */
+  private readonly known = new Map<string, TaskState>();
+  private readonly chains = new Map<string, Promise<void>>();
+  private haveAssignments = false;
+
+  constructor(private readonly opts: TaskRunnerOptions) {}
+
+  /** Finds this node's existing containers (after an agent restart) so they are adopted, not duplicated. */
+  async adopt(signal?: AbortSignal): Promise<number> {
+    const list = await this.opts.runtime.list({ nodeId: this.opts.nodeId }, signal);
+    for (const c of list) this.containers.set(c.taskId, c.id);
+    return list.length;
+  }
+
+  containerOf(taskId: string): string | undefined {
+    return this.containers.get(taskId);
+  }
+
+  /** Applies the manager's complete set of tasks for this node. */
+  setAssignments(tasks: AssignedTask[]): void {
+    this.haveAssignments = true;
+    const ids = new Set<string>();
+    for (const t of tasks) {
+      ids.add(t.id);
+      this.assigned.set(t.id, t);
+      this.bump(t.id, t.state);
+      this.enqueue(t.id);
+    }
+    for (const id of [...this.assigned.keys()]) if (!ids.has(id)) this.assigned.delete(id);
+    // Anything this node runs that the manager no longer assigns to it is stopped and removed.
+    for (const id of this.containers.keys()) if (!ids.has(id)) this.enqueue(id);
+  }
+
+  /** Re-examines one task (e.g. its container exited). */
+  touch(taskId: string): void {
+    if (this.assigned.has(taskId) || this.containers.has(taskId)) this.enqueue(taskId);
+  }
+
+  /** Re-examines every task: catches events the runtime did not deliver. */
+  resync(): void {
+    if (!this.haveAssignments) return;
+    for (const id of new Set([...this.assigned.keys(), ...this.containers.keys()])) this.enqueue(id);
+  }
+
+  /** Waits for all queued work (for orderly shutdown and tests). */
+  async idle(): Promise<void> {
+    while (this.chains.size > 0) await Promise.all([...this.chains.values()]);
+  }
+
+  private enqueue(taskId: string): void {
+    const prev = this.chains.get(taskId) ?? Promise.resolve();
+    const next = prev
+      .then(() => this.drive(taskId))
+      .catch((e: unknown) => this.opts.logger.warn('task operation failed', { taskId, error: e }))
+      .finally(() => {
+        if (this.chains.get(taskId) === next) this.chains.delete(taskId);
+      });
+    this.chains.set(taskId, next);
+  }
+
+  private bump(taskId: string, state: TaskState): boolean {
+    const cur = this.known.get(taskId);
+    if (cur !== undefined && (isTerminal(cur) || stateRank(state) <= stateRank(cur))) return false;
+    this.known.set(taskId, state);
+    return true;
+  }
+
+  private report(taskId: string, state: TaskState, detail: { message?: string; error?: string; exitCode?: number } = {}): void {
+    if (!this.bump(taskId, state)) return;
+    this.opts.report({
+      taskId,
+      state,
+      message: detail.message ?? state,
+      error: detail.error ?? '',
+      containerId: this.containers.get(taskId) ?? '',
+      ...(detail.exitCode === undefined ? {} : { exitCode: detail.exitCode }),
+      timestamp: new Date().toISOString(),
+    });
+  }
+
+  private async drive(taskId: string): Promise<void> {
+    const t = this.assigned.get(taskId);
+    if (!t) {
+      if (this.haveAssignments) await this.discard(taskId);
+      return;
+    }
+    if (wantsContainer(t.desiredState)) await this.run(t);
+    else await this.halt(t);
+  }
+
+  /** A task the manager no longer assigns here: stop and remove its container. */
+  private async discard(taskId: string): Promise<void> {
+    const cid = this.containers.get(taskId);
+    if (cid === undefined) return;
+    await this.opts.runtime.stop(cid, 10_000);
+    await this.opts.runtime.remove(cid);
+    this.containers.delete(taskId);
+    this.known.delete(taskId);
+  }
+
+  private async halt(t: AssignedTask): Promise<void> {
+    const cid = this.containers.get(t.id);
+    if (cid !== undefined) await this.opts.runtime.stop(cid, t.spec.container.stopGracePeriodMs);
+    const state = this.known.get(t.id) ?? t.state;
+    if (!isTerminal(state)) this.report(t.id, 'shutdown', { message: 'stopped as the manager asked' });
+    if (t.desiredState === 'remove' && cid !== undefined) {
+      await this.opts.runtime.remove(cid);
+      this.containers.delete(t.id);
+    }
+  }
+
+  private async run(t: AssignedTask): Promise<void> {
+    const { runtime } = this.opts;
+    const state = this.known.get(t.id) ?? t.state;
+    if (isTerminal(state)) return;
+    if (stateRank(state) < stateRank('accepted')) this.report(t.id, 'accepted');
+
+    let cid = this.containers.get(t.id);
+    if (cid === undefined) {
+      this.report(t.id, 'preparing', { message: 'creating container' });
+      try {
+        cid = await runtime.create(this.configOf(t));
+        this.containers.set(t.id, cid);
+      } catch (e) {
+        const err = e instanceof Error ? e.message : String(e);
+        this.report(t.id, e instanceof RuntimeError && e.permanent ? 'rejected' : 'failed', { error: err, message: 'could not create container' });
+        return;
+      }
+    }
+    let info = await runtime.inspect(cid);
+    if (info.state === 'missing') {
+      this.containers.delete(t.id);
+      this.report(t.id, 'failed', { error: 'the container was removed from outside Shoal', message: 'container missing' });
+      return;
+    }
+    if (info.state === 'exited') {
+      const s = exitStatus(info);
+      this.report(t.id, s.state, { error: s.error, message: s.message, ...(info.exitCode === undefined ? {} : { exitCode: info.exitCode }) });
+      return;
+    }
+    if (info.state === 'created') {
+      this.report(t.id, 'preparing', { message: 'container created' });
+      if (t.desiredState !== 'running') return;
+      this.report(t.id, 'starting');
+      try {
+        await runtime.start(cid);
+      } catch (e) {
+        this.report(t.id, 'failed', { error: `could not start container: ${e instanceof Error ? e.message : String(e)}` });
+        return;
+      }
+      info = await runtime.inspect(cid);
+    }
+    if (info.state === 'running') this.report(t.id, 'running', { message: 'running' });
+    else if (info.state === 'exited') {
+      const s = exitStatus(info);
+      this.report(t.id, s.state, { error: s.error, message: s.message, ...(info.exitCode === undefined ? {} : { exitCode: info.exitCode }) });
+    }
+  }
+
+  private configOf(t: AssignedTask): ContainerConfig {
+    const c = t.spec.container;
+    return {
+      taskId: t.id,
+      serviceId: t.serviceId,
+      serviceName: t.serviceName,
+      slot: t.slot,
+      nodeId: this.opts.nodeId,
+      image: c.image,
+      command: c.command,
+      env: c.env,
+      labels: c.labels,
+      limits: { nanoCpus: t.spec.resources.limits.nanoCpus, memoryBytes: t.spec.resources.limits.memoryBytes },
+    };
+  }
+}

@@ -1,0 +1,212 @@
+// Domain objects: what users ask for (spec) and what the system observed (status), each versioned.
+
+import type { TaskState } from './task-state.js';
+
+/** Bookkeeping common to every stored object. */
+export interface Meta {
+  /** Bumped by the store on every write; writes compare-and-set on it. 0 means "not stored yet". */
+  version: number;
+  /** ISO-8601 creation time. */
+  createdAt: string;
+  /** ISO-8601 time of the last write. */
+  updatedAt: string;
+}
+
+/** The kinds of object the store holds. Later issues add Secret, Config, Volume, User, Team, Grant, Policy, Template, AuditEvent. */
+export type Kind = 'cluster' | 'node' | 'service' | 'task';
+
+export interface Resources {
+  /** CPU in nano-CPUs (1e9 = one core). */
+  nanoCpus: number;
+  /** Memory in bytes. */
+  memoryBytes: number;
+}
+
+// ---------------------------------------------------------------- Cluster
+
+export interface ClusterSpec {
+  name: string;
+  /** How often agents heartbeat, in ms. */
+  heartbeatPeriodMs: number;
+  /** Dead tasks kept per slot. */
+  taskHistoryLimit: number;
+}
+
+/** Credentials of the cluster, stored only as SHA-256 digests (hex) of the secrets. */
+export interface ClusterAuth {
+  /** Digests of admin API tokens (the credential `shoal init` writes to the CLI context). */
+  adminTokenDigests: string[];
+  /** Digest of the secret agents present to open a session (replaced by node certificates with the PKI). */
+  nodeTokenDigest: string;
+}
+
+export interface Cluster {
+  kind: 'cluster';
+  id: string;
+  meta: Meta;
+  spec: ClusterSpec;
+  auth: ClusterAuth;
+}
+
+// ---------------------------------------------------------------- Node
+
+export type NodeRole = 'manager' | 'worker';
+
+/**
+ * - active: takes new tasks;
+ * - pause: keeps its tasks, takes no new ones;
+ * - drain: its tasks are moved elsewhere, takes no new ones.
+ */
+export type NodeAvailability = 'active' | 'pause' | 'drain';
+
+/**
+ * - unknown: registered, no session seen yet since the manager started;
+ * - ready: has a live session and heartbeats on time;
+ * - down: missed its heartbeats past the grace period;
+ * - disconnected: closed its session cleanly (e.g. `shoal stop`).
+ */
+export type NodeStatusState = 'unknown' | 'ready' | 'down' | 'disconnected';
+
+export interface NodeSpec {
+  role: NodeRole;
+  availability: NodeAvailability;
+  labels: Record<string, string>;
+}
+
+export interface NodeDescription {
+  hostname: string;
+  /** Address the node was started with (listen or advertise address). */
+  address: string;
+  /** Runtime name: docker, exec or sim. */
+  runtime: string;
+  resources: Resources;
+  /** Engine/OS labels reported by the node (engine.labels.*). */
+  engineLabels: Record<string, string>;
+}
+
+export interface NodeStatus {
+  state: NodeStatusState;
+  message: string;
+  /** ISO time of the last heartbeat the manager saw. */
+  lastHeartbeat?: string;
+}
+
+export interface Node {
+  kind: 'node';
+  id: string;
+  meta: Meta;
+  spec: NodeSpec;
+  description: NodeDescription;
+  status: NodeStatus;
+}
+
+// ---------------------------------------------------------------- Service
+
+export type RestartCondition = 'none' | 'on-failure' | 'any';
+
+export interface RestartPolicy {
+  condition: RestartCondition;
+  /** Delay before a replacement task starts, in ms. */
+  delayMs: number;
+  /** Maximum restarts within `windowMs` (0 = unlimited). */
+  maxAttempts: number;
+  /** Window over which attempts are counted, in ms (0 = for ever). */
+  windowMs: number;
+}
+
+/** A placement constraint: `node.labels.zone == eu`. */
+export interface Constraint {
+  /** The attribute, e.g. `node.hostname`, `node.role`, `node.id`, `node.labels.zone`, `engine.labels.os`. */
+  key: string;
+  op: '==' | '!=';
+  value: string;
+}
+
+export interface ContainerSpec {
+  image: string;
+  /** Overrides the image's entrypoint+cmd when non-empty (argv form). */
+  command: string[];
+  /** KEY=VALUE strings. */
+  env: string[];
+  /** Labels put on the container. */
+  labels: Record<string, string>;
+  /** Time between SIGTERM and SIGKILL when the task is stopped, in ms. */
+  stopGracePeriodMs: number;
+}
+
+export interface ServiceSpec {
+  name: string;
+  /** Labels on the service object itself. */
+  labels: Record<string, string>;
+  mode: { replicated: { replicas: number } } | { global: Record<string, never> };
+  task: {
+    container: ContainerSpec;
+    resources: { reservations: Resources; limits: Resources };
+    restartPolicy: RestartPolicy;
+    placement: {
+      constraints: Constraint[];
+      /** Spread preferences, applied in order: spread tasks evenly over the values of each node attribute. */
+      preferences: { spread: string }[];
+    };
+  };
+}
+
+export interface Service {
+  kind: 'service';
+  id: string;
+  meta: Meta;
+  spec: ServiceSpec;
+}
+
+// ---------------------------------------------------------------- Task
+
+/**
+ * What the manager wants of a task.
+ * - ready: prepare it (create the container) but do not start it yet — used for restart delays;
+ * - running: run it;
+ * - shutdown: stop it, keep its container for logs and history;
+ * - remove: stop it and remove its container; the task object is deleted once that is done.
+ */
+export type DesiredState = 'ready' | 'running' | 'shutdown' | 'remove';
+
+export interface TaskStatus {
+  state: TaskState;
+  /** ISO time of the last state change. */
+  timestamp: string;
+  /** Human-readable detail for the current state. */
+  message: string;
+  /** Why the task failed or was rejected; empty otherwise. */
+  error: string;
+  containerId: string;
+  exitCode?: number;
+}
+
+export interface Task {
+  kind: 'task';
+  id: string;
+  meta: Meta;
+  serviceId: string;
+  serviceName: string;
+  /** Replicated services: 1..N. Global services: 0 (the node identifies the task). */
+  slot: number;
+  /** Empty until the scheduler assigns the task. */
+  nodeId: string;
+  /** Copy of the service's task template at the time the task was made: a task never changes spec. */
+  spec: ServiceSpec['task'];
+  /** Version of the service spec this task was made from. */
+  serviceVersion: number;
+  desiredState: DesiredState;
+  status: TaskStatus;
+  /**
+   * Times (epoch ms) of the restarts that led to this task, carried from task to task in a slot
+   * so restart limits survive the reaping of old tasks.
+   */
+  restartHistory: number[];
+  /** Epoch ms before which a delayed replacement must not start (desiredState 'ready' until then). */
+  notBefore: number;
+  /** Why the scheduler could not place the task, while pending. */
+  schedulingMessage?: string;
+}
+
+export type StoredObject = Cluster | Node | Service | Task;
+export type ObjectOfKind<K extends Kind> = Extract<StoredObject, { kind: K }>;

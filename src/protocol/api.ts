@@ -1,0 +1,175 @@
+// The HTTP API's wire shapes: request schemas (validated with zod) and the stable listing formats.
+
+import { z } from 'zod';
+import {
+  TASK_STATES,
+  parseConstraint,
+  type DesiredState,
+  type NodeAvailability,
+  type NodeRole,
+  type NodeStatusState,
+  type ServiceSpec,
+  type TaskState,
+} from '../core/index.js';
+
+export const API_PREFIX = '/v1';
+
+const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+const LABEL_KEY_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.\-/]{0,127}$/;
+
+const labels = z.record(z.string().regex(LABEL_KEY_RE, 'label keys are letters, digits, and . _ - / (at most 128)'), z.string().max(4096));
+const nonNegInt = z.number().int().min(0);
+const resources = z.object({ nanoCpus: nonNegInt.default(0), memoryBytes: nonNegInt.default(0) });
+
+/** A constraint as text (`node.labels.zone==eu`) or already parsed. */
+const constraint = z.union([
+  z.string().transform((s, ctx) => {
+    try {
+      return parseConstraint(s);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      return z.NEVER;
+    }
+  }),
+  z.object({ key: z.string(), op: z.enum(['==', '!=']), value: z.string().min(1) }).transform((c, ctx) => {
+    try {
+      return parseConstraint(`${c.key}${c.op}${c.value}`);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      return z.NEVER;
+    }
+  }),
+]);
+
+/** The service spec a client sends; every field but name and image has a default. */
+export const serviceSpecSchema = z
+  .object({
+    name: z.string().regex(NAME_RE, 'names start with a letter or digit and use letters, digits, _ . - (at most 63)'),
+    labels: labels.default({}),
+    mode: z
+      .union([
+        z.object({ replicated: z.object({ replicas: nonNegInt.max(100_000) }) }).strict(),
+        z.object({ global: z.object({}).strict() }).strict(),
+      ])
+      .default({ replicated: { replicas: 1 } }),
+    task: z
+      .object({
+        container: z
+          .object({
+            image: z.string().min(1, 'an image is required').max(512),
+            command: z.array(z.string()).default([]),
+            env: z.array(z.string().regex(/^[^=\s]+=/, 'env entries are KEY=VALUE')).default([]),
+            labels: labels.default({}),
+            stopGracePeriodMs: nonNegInt.max(3_600_000).default(10_000),
+          })
+          .strict(),
+        resources: z
+          .object({ reservations: resources.default({ nanoCpus: 0, memoryBytes: 0 }), limits: resources.default({ nanoCpus: 0, memoryBytes: 0 }) })
+          .strict()
+          .default({ reservations: { nanoCpus: 0, memoryBytes: 0 }, limits: { nanoCpus: 0, memoryBytes: 0 } }),
+        restartPolicy: z
+          .object({
+            condition: z.enum(['none', 'on-failure', 'any']).default('any'),
+            delayMs: nonNegInt.default(5000),
+            maxAttempts: nonNegInt.default(0),
+            windowMs: nonNegInt.default(0),
+          })
+          .strict()
+          .default({ condition: 'any', delayMs: 5000, maxAttempts: 0, windowMs: 0 }),
+        placement: z
+          .object({
+            constraints: z.array(constraint).default([]),
+            preferences: z.array(z.object({ spread: z.string().regex(/^(node\.labels\.|engine\.labels\.)./, 'spread takes node.labels.KEY or engine.labels.KEY') }).strict()).default([]),
+          })
+          .strict()
+          .default({ constraints: [], preferences: [] }),
+      })
+      .strict(),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    const { limits, reservations } = s.task.resources;
+    if (limits.memoryBytes > 0 && limits.memoryBytes < 6 * 1024 * 1024) {
+      ctx.addIssue({ code: 'custom', path: ['task', 'resources', 'limits', 'memoryBytes'], message: 'a memory limit must be at least 6MiB' });
+    }
+    if (limits.memoryBytes > 0 && reservations.memoryBytes > limits.memoryBytes) {
+      ctx.addIssue({ code: 'custom', path: ['task', 'resources', 'reservations', 'memoryBytes'], message: 'the memory reservation exceeds the memory limit' });
+    }
+    if (limits.nanoCpus > 0 && reservations.nanoCpus > limits.nanoCpus) {
+      ctx.addIssue({ code: 'custom', path: ['task', 'resources', 'reservations', 'nanoCpus'], message: 'the CPU reservation exceeds the CPU limit' });
+    }
+  });
+
+export type ServiceSpecInput = z.input<typeof serviceSpecSchema>;
+
+// Compile-time check that the schema produces exactly a ServiceSpec.
+const _specMatches = (s: z.output<typeof serviceSpecSchema>): ServiceSpec => s;
+void _specMatches;
+
+export const scaleRequestSchema = z.object({ replicas: nonNegInt.max(100_000) }).strict();
+export type ScaleRequest = z.input<typeof scaleRequestSchema>;
+
+// ---------------------------------------------------------------- listing formats (stable field names)
+
+/** `shoal service ls --format json` rows. */
+export interface ServiceListItem {
+  id: string;
+  name: string;
+  mode: 'replicated' | 'global';
+  image: string;
+  replicas: { desired: number; running: number };
+}
+
+/** `shoal service ps NAME --format json` rows. */
+export interface TaskListItem {
+  id: string;
+  serviceName: string;
+  slot: number;
+  nodeId: string;
+  desiredState: DesiredState;
+  state: TaskState;
+  containerId: string;
+  error: string;
+  createdAt: string;
+  /** Extra detail (not in the stable minimum): why a task waits, or what it is doing. */
+  message: string;
+  /** Hostname of the node, for display. */
+  node: string;
+}
+
+/** `shoal node ls --format json` rows. */
+export interface NodeListItem {
+  id: string;
+  hostname: string;
+  role: NodeRole;
+  availability: NodeAvailability;
+  status: NodeStatusState;
+  address: string;
+}
+
+/** One line of `service logs`, as NDJSON on the wire. */
+export interface LogEntry {
+  taskId: string;
+  serviceName: string;
+  slot: number;
+  nodeId: string;
+  node: string;
+  stream: 'stdout' | 'stderr';
+  time?: string;
+  line: string;
+}
+
+export interface InfoResponse {
+  clusterId: string;
+  clusterName: string;
+  nodeId: string;
+  version: string;
+  store: string;
+}
+
+/** The error body of every non-2xx response. */
+export interface ErrorBody {
+  error: { code: string; message: string; violations: { field: string; reason: string }[] };
+}
+
+export const TASK_STATE_VALUES: readonly TaskState[] = TASK_STATES;

@@ -1,0 +1,3 @@
+// The protocol layer's public surface: API wire shapes and the session protocol.
+export * from './api.js';
+export * from './session.js';

@@ -1,0 +1,89 @@
+// The agent↔manager session protocol: JSON messages over one WebSocket, the same for local and remote workers.
+
+import type { DesiredState, NodeDescription, Task, TaskState } from '../core/index.js';
+
+export const SESSION_PATH = '/v1/session';
+export const SESSION_PROTOCOL_VERSION = 1;
+
+/** What an agent needs of a task; the manager sends tasks whole so the agent needs nothing else. */
+export type AssignedTask = Pick<Task, 'id' | 'serviceId' | 'serviceName' | 'slot' | 'nodeId' | 'spec' | 'desiredState' | 'serviceVersion'> & {
+  state: TaskState;
+  containerId: string;
+};
+
+/** One observed change of a task, reported by the agent that runs it. */
+export interface TaskStatusUpdate {
+  taskId: string;
+  state: TaskState;
+  message: string;
+  error: string;
+  containerId: string;
+  exitCode?: number;
+  /** ISO time the agent observed the change. */
+  timestamp: string;
+}
+
+// ---------------------------------------------------------------- agent → manager
+
+export interface HelloMessage {
+  type: 'hello';
+  protocol: number;
+  nodeId: string;
+  description: NodeDescription;
+}
+export interface HeartbeatMessage {
+  type: 'heartbeat';
+}
+export interface StatusMessage {
+  type: 'status';
+  updates: TaskStatusUpdate[];
+}
+export interface LogsDataMessage {
+  type: 'logs-data';
+  requestId: string;
+  lines: { stream: 'stdout' | 'stderr'; time?: string; line: string }[];
+}
+export interface LogsEndMessage {
+  type: 'logs-end';
+  requestId: string;
+  error?: string;
+}
+export type AgentMessage = HelloMessage | HeartbeatMessage | StatusMessage | LogsDataMessage | LogsEndMessage;
+
+// ---------------------------------------------------------------- manager → agent
+
+export interface WelcomeMessage {
+  type: 'welcome';
+  nodeId: string;
+  heartbeatPeriodMs: number;
+}
+/** The complete set of tasks assigned to the node: anything the agent runs that is not in it must stop. */
+export interface AssignmentsMessage {
+  type: 'assignments';
+  tasks: AssignedTask[];
+}
+export interface LogsRequestMessage {
+  type: 'logs-request';
+  requestId: string;
+  taskId: string;
+  follow: boolean;
+  tail?: number;
+  since?: number;
+}
+export interface LogsCancelMessage {
+  type: 'logs-cancel';
+  requestId: string;
+}
+export type ManagerMessage = WelcomeMessage | AssignmentsMessage | LogsRequestMessage | LogsCancelMessage;
+
+/** Desired states in which the agent must have the task's container prepared or running. */
+export const wantsContainer = (d: DesiredState): boolean => d === 'ready' || d === 'running';
+
+/** Parses a JSON message, checking only the discriminant; fields are trusted per message handler. */
+export const parseMessage = <T extends { type: string }>(raw: string, allowed: readonly T['type'][]): T => {
+  const m = JSON.parse(raw) as unknown;
+  if (typeof m !== 'object' || m === null || !allowed.includes((m as { type: string }).type)) {
+    throw new Error(`unexpected session message type ${JSON.stringify((m as { type?: unknown } | null)?.type)}`);
+  }
+  return m as T;
+};

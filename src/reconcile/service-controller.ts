@@ -1,0 +1,79 @@
+// The service controller: reconciles one service key at a time by applying planService's plan to the store.
+
+import type { Node } from '../core/index.js';
+import type { Op, WatchEvent } from '../store/store.js';
+import { commitAndWait, type ControllerContext } from './context.js';
+import { planService } from './service-plan.js';
+import { WorkQueue, type ReconcileResult } from './workqueue.js';
+
+export interface ServiceControllerOptions {
+  /** How often every service is reconciled even without events (catches anything missed). */
+  resyncMs?: number;
+}
+
+export class ServiceController {
+  readonly queue: WorkQueue;
+
+  constructor(
+    private readonly ctx: ControllerContext,
+    private readonly opts: ServiceControllerOptions = {},
+  ) {
+    this.queue = new WorkQueue('service', (key, signal) => this.reconcile(key, signal), { logger: ctx.logger, concurrency: 4 });
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const unsubscribe = this.ctx.cache.subscribe((events) => this.onEvents(events));
+    this.resyncAll();
+    const resync = setInterval(() => this.resyncAll(), this.opts.resyncMs ?? 10_000);
+    resync.unref();
+    try {
+      await this.queue.run(signal);
+    } finally {
+      clearInterval(resync);
+      unsubscribe();
+    }
+  }
+
+  /** Every service, and every service id that still has tasks (removed services wind down too). */
+  private resyncAll(): void {
+    for (const s of this.ctx.cache.list('service')) this.queue.add(s.id);
+    for (const t of this.ctx.cache.list('task')) this.queue.add(t.serviceId);
+  }
+
+  private onEvents(events: WatchEvent[]): void {
+    for (const ev of events) {
+      if (ev.kind === 'service') this.queue.add(ev.id);
+      else if (ev.kind === 'task' && ev.object.kind === 'task') this.queue.add(ev.object.serviceId);
+      else if (ev.kind === 'node' && ev.object.kind === 'node' && this.nodeHealthChanged(ev.object, ev.prev)) {
+        for (const t of this.ctx.cache.tasksOfNode(ev.id)) this.queue.add(t.serviceId);
+      }
+    }
+  }
+
+  private nodeHealthChanged(node: Node, prev: unknown): boolean {
+    const p = prev as Node | undefined;
+    return !p || p.status.state !== node.status.state || p.spec.availability !== node.spec.availability;
+  }
+
+  async reconcile(serviceId: string, signal: AbortSignal): Promise<ReconcileResult> {
+    const { cache, clock } = this.ctx;
+    const nodes = new Map(cache.list('node').map((n) => [n.id, n]));
+    const cluster = cache.list('cluster')[0];
+    const plan = planService({
+      serviceId,
+      service: cache.get('service', serviceId),
+      tasks: cache.tasksOfService(serviceId),
+      nodes,
+      now: clock.now(),
+      historyLimit: cluster?.spec.taskHistoryLimit ?? 5,
+      newId: this.ctx.newId,
+    });
+    const ops: Op[] = [
+      ...plan.create.map((object): Op => ({ op: 'create', object })),
+      ...plan.update.map((object): Op => ({ op: 'update', object })),
+      ...plan.delete.map((t): Op => ({ op: 'delete', kind: 'task', id: t.id, version: t.meta.version })),
+    ];
+    if (ops.length > 0) await commitAndWait(this.ctx, ops, signal);
+    return plan.requeueAfterMs === undefined ? {} : { requeueAfterMs: plan.requeueAfterMs };
+  }
+}

@@ -1,0 +1,14 @@
+// The scheduler's public surface: schedule() and the filter plug-in points.
+export { schedule } from './schedule.js';
+export type { Plan, ScheduleInput, ScheduleOptions } from './schedule.js';
+export {
+  DEFAULT_FILTERS,
+  FailureTally,
+  constraintFilter,
+  countNodes,
+  firstFailure,
+  pinnedFilter,
+  readyFilter,
+  resourceFilter,
+} from './filters.js';
+export type { Filter, NodeInfo } from './filters.js';

@@ -1,0 +1,176 @@
+// An in-memory, watch-fed copy of the store (an "informer"): reconcilers, the dispatcher and API reads use it.
+//
+// Invariants: the cache applies whole transactions in revision order, so it is always a consistent snapshot
+// of the store at `revision`; `waitFor(r)` lets a writer read its own writes before acting again.
+
+import type { Kind, ObjectOfKind, StoredObject, Task } from '../core/index.js';
+import { ShoalError } from '../core/index.js';
+import type { Store, WatchEvent } from './store.js';
+
+type Listener = (events: WatchEvent[]) => void;
+
+const KINDS: Kind[] = ['cluster', 'node', 'service', 'task'];
+
+export class Cache {
+  private readonly objects = new Map<Kind, Map<string, StoredObject>>();
+  private readonly tasksByService = new Map<string, Map<string, Task>>();
+  private readonly tasksByNode = new Map<string, Map<string, Task>>();
+  private readonly listeners = new Set<Listener>();
+  private readonly waiters: { revision: number; resolve: () => void }[] = [];
+  private current = 0;
+  private failure: Error | undefined;
+
+  private constructor(private readonly store: Store) {
+    for (const k of KINDS) this.objects.set(k, new Map());
+  }
+
+  /** Lists every kind, then follows the store's watch until `signal` aborts. */
+  static async start(store: Store, opts: { signal: AbortSignal }): Promise<Cache> {
+    const cache = new Cache(store);
+    await cache.load();
+    void cache.follow(opts.signal);
+    return cache;
+  }
+
+  get revision(): number {
+    return this.current;
+  }
+
+  get<K extends Kind>(kind: K, id: string): ObjectOfKind<K> | undefined {
+    return this.objects.get(kind)?.get(id) as ObjectOfKind<K> | undefined;
+  }
+
+  /** Objects of a kind. The returned objects are shared: callers must copy before changing them. */
+  list<K extends Kind>(kind: K): ObjectOfKind<K>[] {
+    return [...(this.objects.get(kind)?.values() ?? [])] as ObjectOfKind<K>[];
+  }
+
+  count(kind: Kind): number {
+    return this.objects.get(kind)?.size ?? 0;
+  }
+
+  tasksOfService(serviceId: string): Task[] {
+    return [...(this.tasksByService.get(serviceId)?.values() ?? [])];
+  }
+
+  tasksOfNode(nodeId: string): Task[] {
+    return [...(this.tasksByNode.get(nodeId)?.values() ?? [])];
+  }
+
+  /** Called after each applied transaction with its events. */
+  subscribe(listener: Listener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Resolves once the cache has applied `revision` (read-your-writes after a commit). */
+  waitFor(revision: number, signal?: AbortSignal): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.current >= revision) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const w = { revision, resolve };
+      this.waiters.push(w);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          const i = this.waiters.indexOf(w);
+          if (i >= 0) this.waiters.splice(i, 1);
+          reject(signal.reason as Error);
+        },
+        { once: true },
+      );
+    });
+  }
+
+  private async load(): Promise<void> {
+    // The cache must start from one consistent revision: list every kind, and list again if a write landed
+    // between two lists. Writers are bursty, so a few tries suffice; the last try replays the watch from the
+    // lowest revision, where an event older than a listed object is skipped by version (see apply).
+    for (let attempt = 0; ; attempt++) {
+      const lists = [];
+      for (const kind of KINDS) lists.push({ kind, ...(await this.store.list(kind)) });
+      const revisions = new Set(lists.map((l) => l.revision));
+      if (revisions.size > 1 && attempt < 10) continue;
+      for (const l of lists) this.objects.set(l.kind, new Map(l.items.map((o) => [o.id, o as StoredObject])));
+      this.tasksByService.clear();
+      this.tasksByNode.clear();
+      for (const t of this.list('task')) this.index(t);
+      this.current = Math.min(...revisions);
+      return;
+    }
+  }
+
+  private async follow(signal: AbortSignal): Promise<void> {
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      try {
+        for await (const batch of this.store.watch({ fromRevision: this.current + 1, signal })) {
+          this.apply(batch);
+        }
+        return;
+      } catch (e) {
+        if (signal.aborted) return;
+        if (e instanceof ShoalError && e.code === 'failed_precondition') {
+          // Compacted past us: re-list. Listeners get no events for the gap, so they must resync by themselves.
+          await this.load();
+          continue;
+        }
+        if (attempt > 20) {
+          this.failure = e as Error;
+          for (const w of this.waiters.splice(0)) w.resolve();
+          return;
+        }
+        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
+      }
+    }
+  }
+
+  private apply(batch: WatchEvent[]): void {
+    const rev = batch[0]?.revision ?? this.current;
+    if (rev <= this.current) return;
+    for (const ev of batch) {
+      const m = this.objects.get(ev.kind);
+      if (!m) continue;
+      const old = m.get(ev.id);
+      // Only during a catch-up replay (see load) can an event be older than what the cache holds.
+      if (ev.type === 'put' && old && old.meta.createdAt === ev.object.meta.createdAt && old.meta.version > ev.object.meta.version) continue;
+      if (old?.kind === 'task') this.unindex(old);
+      if (ev.type === 'put') {
+        m.set(ev.id, ev.object);
+        if (ev.object.kind === 'task') this.index(ev.object);
+      } else {
+        m.delete(ev.id);
+      }
+    }
+    this.current = rev;
+    for (const l of this.listeners) l(batch);
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      const w = this.waiters[i];
+      if (w && w.revision <= rev) {
+        this.waiters.splice(i, 1);
+        w.resolve();
+      }
+    }
+  }
+
+  private index(t: Task): void {
+    let s = this.tasksByService.get(t.serviceId);
+    if (!s) this.tasksByService.set(t.serviceId, (s = new Map()));
+    s.set(t.id, t);
+    if (t.nodeId) {
+      let n = this.tasksByNode.get(t.nodeId);
+      if (!n) this.tasksByNode.set(t.nodeId, (n = new Map()));
+      n.set(t.id, t);
+    }
+  }
+
+  private unindex(t: Task): void {
+    const s = this.tasksByService.get(t.serviceId);
+    s?.delete(t.id);
+    if (s?.size === 0) this.tasksByService.delete(t.serviceId);
+    if (t.nodeId) {
+      const n = this.tasksByNode.get(t.nodeId);
+      n?.delete(t.id);
+      if (n?.size === 0) this.tasksByNode.delete(t.nodeId);
+    }
+  }
+}
