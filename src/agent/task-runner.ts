@@ -95,7 +95,12 @@ export class TaskRunner {
     return true;
   }
 
-  private report(taskId: string, state: TaskState, detail: { message?: string; error?: string; exitCode?: number } = {}): void {
+  /** Tells the manager a finished task's container is gone (no state change: terminal states are final). */
+  private reportRemoved(taskId: string, state: TaskState): void {
+    this.opts.report({ taskId, state, message: 'container removed', error: '', containerId: '', removed: true, timestamp: new Date().toISOString() });
+  }
+
+  private report(taskId: string, state: TaskState, detail: { message?: string; error?: string; exitCode?: number; removed?: boolean } = {}): void {
     if (!this.bump(taskId, state)) return;
     this.opts.report({
       taskId,
@@ -104,6 +109,7 @@ export class TaskRunner {
       error: detail.error ?? '',
       containerId: this.containers.get(taskId) ?? '',
       ...(detail.exitCode === undefined ? {} : { exitCode: detail.exitCode }),
+      ...(detail.removed ? { removed: true } : {}),
       timestamp: new Date().toISOString(),
     });
   }
@@ -131,12 +137,15 @@ export class TaskRunner {
   private async halt(t: AssignedTask): Promise<void> {
     const cid = this.containers.get(t.id);
     if (cid !== undefined) await this.opts.runtime.stop(cid, t.spec.container.stopGracePeriodMs);
-    const state = this.known.get(t.id) ?? t.state;
-    if (!isTerminal(state)) this.report(t.id, 'shutdown', { message: 'stopped as the manager asked' });
+    // Remove before reporting: once the manager sees the task shut down it may delete it, and whoever waits for
+    // that (service rm) relies on the container being gone by then.
     if (t.desiredState === 'remove' && cid !== undefined) {
       await this.opts.runtime.remove(cid);
       this.containers.delete(t.id);
     }
+    const state = this.known.get(t.id) ?? t.state;
+    if (!isTerminal(state)) this.report(t.id, 'shutdown', { message: 'stopped as the manager asked', removed: t.desiredState === 'remove' });
+    else if (t.desiredState === 'remove' && (cid !== undefined || t.containerId !== '')) this.reportRemoved(t.id, state);
   }
 
   private async run(t: AssignedTask): Promise<void> {

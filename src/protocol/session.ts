@@ -19,6 +19,8 @@ export interface TaskStatusUpdate {
   error: string;
   containerId: string;
   exitCode?: number;
+  /** The task's container has been removed (sent for finished tasks too, so the manager knows cleanup is done). */
+  removed?: boolean;
   /** ISO time the agent observed the change. */
   timestamp: string;
 }

@@ -87,8 +87,9 @@ export const planService = (input: ServicePlanInput): ServicePlan => {
 
   if (!service) {
     for (const t of input.tasks) {
-      // A task nobody runs any more can go at once; one on a live node is stopped and removed by its agent first.
-      const gone = isTerminal(t.status.state) || t.nodeId === '' || !nodeHealthy(input.nodes, t.nodeId);
+      // A task whose container is gone (or that never had a node, or whose node is gone) can be deleted at once;
+      // otherwise its agent stops it and removes its container first, and reports when that is done.
+      const gone = (isTerminal(t.status.state) && t.status.containerId === '') || t.nodeId === '' || !nodeHealthy(input.nodes, t.nodeId);
       if (gone) plan.delete.push(t);
       else setDesired(t, 'remove');
     }

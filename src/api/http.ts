@@ -1,0 +1,116 @@
+// HTTP plumbing for the API: a tiny path router, JSON bodies with a size cap, and the one error → HTTP mapping.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ZodError } from 'zod';
+import { ERROR_CODES, ShoalError, type FieldViolation } from '../core/index.js';
+import type { ErrorBody } from '../protocol/index.js';
+
+/** Largest request body accepted, in bytes: specs are small, and a cap keeps a client from exhausting memory. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export interface RequestContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  /** Aborts when the client goes away. */
+  signal: AbortSignal;
+}
+
+export type Handler = (ctx: RequestContext) => Promise<void>;
+
+interface Route {
+  method: string;
+  parts: string[];
+  handler: Handler;
+}
+
+/** Routes by method and path pattern (`/v1/services/:id`); `match` returns the handler and the path params. */
+export class Router {
+  private readonly routes: Route[] = [];
+
+  add(method: string, pattern: string, handler: Handler): this {
+    this.routes.push({ method, parts: pattern.split('/').filter(Boolean), handler });
+    return this;
+  }
+
+  /** The handler for a request, or the reason there is none (404 for unknown paths, 405 for known paths). */
+  match(method: string, path: string): { handler: Handler; params: Record<string, string> } | { error: ShoalError } {
+    const parts = path.split('/').filter(Boolean);
+    let pathKnown = false;
+    for (const r of this.routes) {
+      if (r.parts.length !== parts.length) continue;
+      const params: Record<string, string> = {};
+      const ok = r.parts.every((p, i) => {
+        const v = parts[i] ?? '';
+        if (p.startsWith(':')) {
+          params[p.slice(1)] = decodeURIComponent(v);
+          return true;
+        }
+        return p === v;
+      });
+      if (!ok) continue;
+      pathKnown = true;
+      if (r.method === method) return { handler: r.handler, params };
+    }
+    return {
+      error: pathKnown
+        ? new ShoalError('invalid_argument', `method ${method} is not allowed on ${path}`)
+        : new ShoalError('not_found', `no API route ${method} ${path}`),
+    };
+  }
+}
+
+/** Reads and parses a JSON body; a body that is too large or not JSON is an invalid_argument naming why. */
+export const readJson = async (req: IncomingMessage): Promise<unknown> => {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > MAX_BODY_BYTES) throw new ShoalError('invalid_argument', `request body exceeds ${MAX_BODY_BYTES} bytes`);
+    chunks.push(c);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') throw new ShoalError('invalid_argument', 'request body is empty; expected a JSON object', { violations: [{ field: 'body', reason: 'empty' }] });
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new ShoalError('invalid_argument', `request body is not valid JSON: ${(e as Error).message}`, { violations: [{ field: 'body', reason: 'not JSON' }] });
+  }
+};
+
+/** Turns a zod failure into the domain's invalid_argument with one violation per field. */
+export const fromZod = (e: ZodError, what: string): ShoalError => {
+  const violations: FieldViolation[] = e.issues.map((i) => {
+    const field = i.path.map(String).join('.') || '(root)';
+    const reason = i.code === 'unrecognized_keys' ? `unknown field(s) ${i.keys.map((k) => `'${k}'`).join(', ')}` : i.message;
+    return { field, reason };
+  });
+  const summary = violations.map((v) => `${v.field}: ${v.reason}`).join('; ');
+  return new ShoalError('invalid_argument', `invalid ${what}: ${summary}`, { violations });
+};
+
+export const sendJson = (res: ServerResponse, status: number, body: unknown): void => {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+};
+
+/** The single place that maps any thrown error to an HTTP response. Unknown errors are internal and not detailed. */
+export const sendError = (res: ServerResponse, e: unknown, onInternal: (e: unknown) => void): void => {
+  let err: ShoalError;
+  if (e instanceof ShoalError) err = e;
+  else if (e instanceof ZodError) err = fromZod(e, 'request');
+  else {
+    onInternal(e);
+    err = new ShoalError('internal', 'internal error; see the manager log');
+  }
+  const body: ErrorBody = { error: { code: err.code, message: err.message, violations: err.violations } };
+  if (res.headersSent) {
+    // A streaming response already started: report the error as the last line and end it.
+    res.end(JSON.stringify(body) + '\n');
+    return;
+  }
+  const status = err.code === 'invalid_argument' && /method .* is not allowed/.test(err.message) ? 405 : ERROR_CODES[err.code];
+  sendJson(res, status, body);
+};

@@ -1,0 +1,113 @@
+// The OpenAPI 3.1 document served at /v1/openapi.json; request schemas come from the same zod schemas the API validates with.
+
+import { z } from 'zod';
+import { API_PREFIX, scaleRequestSchema, serviceSpecSchema } from '../protocol/index.js';
+
+const jsonSchema = (s: z.ZodType): Record<string, unknown> => {
+  const { $schema: _ignored, ...rest } = z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' });
+  return rest;
+};
+
+const ref = (name: string): Record<string, string> => ({ $ref: `#/components/schemas/${name}` });
+const json = (schema: Record<string, unknown>): Record<string, unknown> => ({ 'application/json': { schema } });
+const ndjson = (schema: Record<string, unknown>): Record<string, unknown> => ({ 'application/x-ndjson': { schema } });
+const ok = (description: string, content?: Record<string, unknown>): Record<string, unknown> => ({ description, ...(content ? { content } : {}) });
+const errors = { default: ok('Error', json(ref('Error'))) };
+const serviceRef = { name: 'ref', in: 'path', required: true, description: 'Service id, name, or unique id prefix', schema: { type: 'string' } };
+
+let cached: Record<string, unknown> | undefined;
+
+export const openApiDocument = (version: string): Record<string, unknown> => {
+  cached ??= {
+    openapi: '3.1.0',
+    info: { title: 'Shoal API', version, description: 'Every request needs "Authorization: Bearer <admin token>".' },
+    servers: [{ url: API_PREFIX }],
+    security: [{ bearer: [] }],
+    paths: {
+      '/info': { get: { summary: 'Cluster and manager information', responses: { 200: ok('Info', json(ref('Info'))), ...errors } } },
+      '/services': {
+        get: { summary: 'List services', responses: { 200: ok('Services', json({ type: 'array', items: ref('ServiceListItem') })), ...errors } },
+        post: {
+          summary: 'Create a service',
+          requestBody: { required: true, content: json(ref('ServiceSpec')) },
+          responses: { 201: ok('The created service', json(ref('Service'))), ...errors },
+        },
+      },
+      '/services/{ref}': {
+        parameters: [serviceRef],
+        get: { summary: 'Inspect a service', responses: { 200: ok('Service', json(ref('Service'))), ...errors } },
+        delete: { summary: 'Remove a service; its tasks are stopped and their containers removed', responses: { 200: ok('Removed'), ...errors } },
+      },
+      '/services/{ref}/scale': {
+        parameters: [serviceRef],
+        post: { summary: 'Scale a replicated service', requestBody: { required: true, content: json(ref('ScaleRequest')) }, responses: { 200: ok('Service', json(ref('Service'))), ...errors } },
+      },
+      '/services/{ref}/tasks': {
+        parameters: [serviceRef, { name: 'watch', in: 'query', schema: { type: 'boolean' }, description: 'Stream the list (NDJSON) after every change' }],
+        get: { summary: 'Tasks of a service', responses: { 200: ok('Tasks', { ...json({ type: 'array', items: ref('TaskListItem') }), ...ndjson({ type: 'array', items: ref('TaskListItem') }) }), ...errors } },
+      },
+      '/services/{ref}/logs': {
+        parameters: [
+          serviceRef,
+          { name: 'follow', in: 'query', schema: { type: 'boolean' } },
+          { name: 'tail', in: 'query', schema: { type: 'string' }, description: "Lines per task from the end, or 'all'" },
+        ],
+        get: { summary: 'Logs of the tasks of a service', responses: { 200: ok('Log lines', ndjson(ref('LogEntry'))), ...errors } },
+      },
+      '/tasks/{id}': { parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }], get: { summary: 'Inspect a task', responses: { 200: ok('Task'), ...errors } } },
+      '/nodes': { get: { summary: 'List nodes', responses: { 200: ok('Nodes', json({ type: 'array', items: ref('NodeListItem') })), ...errors } } },
+      '/nodes/{ref}': { parameters: [{ name: 'ref', in: 'path', required: true, schema: { type: 'string' } }], get: { summary: 'Inspect a node', responses: { 200: ok('Node'), ...errors } } },
+    },
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      schemas: {
+        ServiceSpec: jsonSchema(serviceSpecSchema),
+        ScaleRequest: jsonSchema(scaleRequestSchema),
+        Service: { type: 'object', required: ['id', 'meta', 'spec'], properties: { id: { type: 'string' }, meta: ref('Meta'), spec: ref('ServiceSpec') } },
+        Meta: { type: 'object', properties: { version: { type: 'integer' }, createdAt: { type: 'string' }, updatedAt: { type: 'string' } } },
+        Info: { type: 'object', properties: { clusterId: { type: 'string' }, clusterName: { type: 'string' }, nodeId: { type: 'string' }, version: { type: 'string' }, store: { type: 'string' } } },
+        ServiceListItem: {
+          type: 'object',
+          required: ['id', 'name', 'mode', 'image', 'replicas'],
+          properties: {
+            id: { type: 'string' },
+            name: { type: 'string' },
+            mode: { enum: ['replicated', 'global'] },
+            image: { type: 'string' },
+            replicas: { type: 'object', properties: { desired: { type: 'integer' }, running: { type: 'integer' } } },
+          },
+        },
+        TaskListItem: {
+          type: 'object',
+          required: ['id', 'serviceName', 'slot', 'nodeId', 'desiredState', 'state', 'containerId', 'error', 'createdAt'],
+          properties: Object.fromEntries(
+            ['id', 'serviceName', 'nodeId', 'desiredState', 'state', 'containerId', 'error', 'createdAt', 'message', 'node'].map((k) => [k, { type: 'string' }]).concat([['slot', { type: 'integer' }]]),
+          ),
+        },
+        NodeListItem: {
+          type: 'object',
+          required: ['id', 'hostname', 'role', 'availability', 'status', 'address'],
+          properties: Object.fromEntries(['id', 'hostname', 'role', 'availability', 'status', 'address'].map((k) => [k, { type: 'string' }])),
+        },
+        LogEntry: {
+          type: 'object',
+          properties: Object.fromEntries(['taskId', 'serviceName', 'nodeId', 'node', 'stream', 'time', 'line'].map((k) => [k, { type: 'string' }]).concat([['slot', { type: 'integer' }]])),
+        },
+        Error: {
+          type: 'object',
+          properties: {
+            error: {
+              type: 'object',
+              properties: {
+                code: { type: 'string' },
+                message: { type: 'string' },
+                violations: { type: 'array', items: { type: 'object', properties: { field: { type: 'string' }, reason: { type: 'string' } } } },
+              },
+            },
+          },
+        },
+      },
+    },
+  };
+  return cached;
+};

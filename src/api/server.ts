@@ -1,0 +1,308 @@
+// The HTTP/JSON API under /v1: authenticates every request, validates input, writes desired state to the store.
+//
+// Handlers never schedule or reconcile: they write specs and return once the cache has seen the write, so a client
+// that reads right after a write sees it. Writes that must not race (unique names) go through one mutex.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ShoalError, invalid, notFound, type Node, type Service, type ServiceSpec, type Task } from '../core/index.js';
+import type { Clock } from '../lib/clock.js';
+import { isoNow } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import { bearerToken, secretMatches } from '../lib/secrets.js';
+import {
+  API_PREFIX,
+  scaleRequestSchema,
+  serviceSpecSchema,
+  type InfoResponse,
+  type LogEntry,
+} from '../protocol/index.js';
+import type { Cache } from '../store/cache.js';
+import type { Op, Store } from '../store/store.js';
+import { Router, fromZod, readJson, sendError, sendJson, type RequestContext } from './http.js';
+import { openApiDocument } from './openapi.js';
+import { nodeRow, serviceRow, taskRows } from './views.js';
+
+/** Where the API gets a task's log lines from: the node that runs it (relayed over its session). */
+export interface LogSource {
+  taskLogs(task: Task, opts: { follow: boolean; tail?: number; since?: number; signal: AbortSignal }): AsyncIterable<{ stream: 'stdout' | 'stderr'; time?: string; line: string }>;
+}
+
+export interface ApiDeps {
+  store: Store;
+  cache: Cache;
+  clock: Clock;
+  logger: Logger;
+  newId: () => string;
+  logs: LogSource;
+  nodeId: string;
+  version: string;
+  storeName: string;
+}
+
+const CONFLICT_RETRIES = 5;
+
+/** Serializes async sections (name checks + writes) so two requests cannot both claim a name. */
+class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const prev = this.tail;
+    let release: () => void = () => undefined;
+    this.tail = new Promise((r) => (release = r));
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+}
+
+export class Api {
+  private readonly router = new Router();
+  private readonly writes = new Mutex();
+
+  constructor(private readonly deps: ApiDeps) {
+    const p = API_PREFIX;
+    this.router
+      .add('GET', `${p}/info`, (c) => this.info(c))
+      .add('GET', `${p}/openapi.json`, async (c) => sendJson(c.res, 200, openApiDocument(this.deps.version)))
+      .add('GET', `${p}/services`, (c) => this.listServices(c))
+      .add('POST', `${p}/services`, (c) => this.createService(c))
+      .add('GET', `${p}/services/:ref`, async (c) => sendJson(c.res, 200, this.service(c.params.ref)))
+      .add('DELETE', `${p}/services/:ref`, (c) => this.removeService(c))
+      .add('POST', `${p}/services/:ref/scale`, (c) => this.scaleService(c))
+      .add('GET', `${p}/services/:ref/tasks`, (c) => this.serviceTasks(c))
+      .add('GET', `${p}/services/:ref/logs`, (c) => this.serviceLogs(c))
+      .add('GET', `${p}/tasks/:id`, async (c) => sendJson(c.res, 200, this.task(c.params.id)))
+      .add('GET', `${p}/nodes`, async (c) => sendJson(c.res, 200, this.deps.cache.list('node').sort(byHostname).map(nodeRow)))
+      .add('GET', `${p}/nodes/:ref`, async (c) => sendJson(c.res, 200, this.node(c.params.ref)));
+  }
+
+  /** The request listener for node:http. */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const ctl = new AbortController();
+    res.on('close', () => ctl.abort());
+    void this.dispatch(req, res, ctl.signal).catch((e: unknown) =>
+      sendError(res, e, (err) => this.deps.logger.error('request failed', { method: req.method, url: req.url, error: err })),
+    );
+  };
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    this.authenticate(req);
+    const m = this.router.match(req.method ?? 'GET', url.pathname);
+    if ('error' in m) throw m.error;
+    await m.handler({ req, res, params: m.params, query: url.searchParams, signal });
+  }
+
+  private authenticate(req: IncomingMessage): void {
+    const token = bearerToken(req.headers.authorization);
+    if (token === undefined) throw new ShoalError('unauthenticated', 'missing credentials: send "Authorization: Bearer <token>" (the token shoal init wrote to the CLI context)');
+    const cluster = this.cluster();
+    if (!secretMatches(token, cluster.auth.adminTokenDigests)) throw new ShoalError('unauthenticated', 'invalid credentials: the token is not an admin token of this cluster');
+  }
+
+  private cluster(): NonNullable<ReturnType<Cache['list']>[number]> & { kind: 'cluster' } {
+    const c = this.deps.cache.list('cluster')[0];
+    if (!c) throw new ShoalError('unavailable', 'the cluster is not initialized');
+    return c;
+  }
+
+  // ------------------------------------------------------------ lookups (id, name, or unique id prefix, like docker)
+
+  private service(ref: string | undefined): Service {
+    const r = ref ?? '';
+    const { cache } = this.deps;
+    const byId = cache.get('service', r);
+    if (byId) return byId;
+    const all = cache.list('service');
+    const byName = all.find((s) => s.spec.name === r);
+    if (byName) return byName;
+    const prefixed = r.length >= 3 ? all.filter((s) => s.id.startsWith(r)) : [];
+    if (prefixed.length === 1 && prefixed[0]) return prefixed[0];
+    if (prefixed.length > 1) throw new ShoalError('invalid_argument', `service reference '${r}' is ambiguous: it matches ${prefixed.length} service ids`);
+    throw notFound(`service '${r}'`);
+  }
+
+  private node(ref: string | undefined): Node {
+    const r = ref ?? '';
+    const all = this.deps.cache.list('node');
+    const n = all.find((x) => x.id === r) ?? all.find((x) => x.description.hostname === r);
+    if (n) return n;
+    const prefixed = r.length >= 3 ? all.filter((x) => x.id.startsWith(r)) : [];
+    if (prefixed.length === 1 && prefixed[0]) return prefixed[0];
+    throw notFound(`node '${r}'`);
+  }
+
+  private task(id: string | undefined): Task {
+    const t = this.deps.cache.get('task', id ?? '');
+    if (!t) throw notFound(`task '${id ?? ''}'`);
+    return t;
+  }
+
+  private nodes(): Map<string, Node> {
+    return new Map(this.deps.cache.list('node').map((n) => [n.id, n]));
+  }
+
+  // ------------------------------------------------------------ handlers
+
+  private async info(c: RequestContext): Promise<void> {
+    const cluster = this.cluster();
+    const body: InfoResponse = { clusterId: cluster.id, clusterName: cluster.spec.name, nodeId: this.deps.nodeId, version: this.deps.version, store: this.deps.storeName };
+    sendJson(c.res, 200, body);
+  }
+
+  private async listServices(c: RequestContext): Promise<void> {
+    const { cache } = this.deps;
+    const rows = cache
+      .list('service')
+      .sort((a, b) => a.spec.name.localeCompare(b.spec.name))
+      .map((s) => serviceRow(s, cache.tasksOfService(s.id)));
+    sendJson(c.res, 200, rows);
+  }
+
+  private async createService(c: RequestContext): Promise<void> {
+    const parsed = serviceSpecSchema.safeParse(await readJson(c.req));
+    if (!parsed.success) throw fromZod(parsed.error, 'service spec');
+    const spec: ServiceSpec = parsed.data;
+    if ('global' in spec.mode) {
+      throw new ShoalError('invalid_argument', 'invalid mode: global services are not supported yet (they come with multi-node clusters)', { violations: [{ field: 'mode', reason: 'only replicated services are supported' }] });
+    }
+    const service = await this.writes.run(async () => {
+      if (this.deps.cache.list('service').some((s) => s.spec.name === spec.name)) {
+        throw new ShoalError('already_exists', `service '${spec.name}' already exists`, { violations: [{ field: 'name', reason: 'a service with this name exists' }] });
+      }
+      const iso = isoNow(this.deps.clock);
+      const s: Service = { kind: 'service', id: this.deps.newId(), meta: { version: 0, createdAt: iso, updatedAt: iso }, spec };
+      return (await this.commit([{ op: 'create', object: s }], c.signal))[0] as Service;
+    });
+    this.deps.logger.info('service created', { service: spec.name, id: service.id });
+    sendJson(c.res, 201, service);
+  }
+
+  private async scaleService(c: RequestContext): Promise<void> {
+    const parsed = scaleRequestSchema.safeParse(await readJson(c.req));
+    if (!parsed.success) throw fromZod(parsed.error, 'scale request');
+    const { replicas } = parsed.data;
+    const updated = await this.retryOnConflict(async () => {
+      const s = this.service(c.params.ref);
+      if (!('replicated' in s.spec.mode)) {
+        throw new ShoalError('failed_precondition', `cannot scale service '${s.spec.name}': it is global (one task per node)`, { violations: [{ field: 'replicas', reason: 'only replicated services scale' }] });
+      }
+      const next: Service = { ...s, spec: { ...s.spec, mode: { replicated: { replicas } } } };
+      return (await this.commit([{ op: 'update', object: next }], c.signal))[0] as Service;
+    });
+    this.deps.logger.info('service scaled', { service: updated.spec.name, replicas });
+    sendJson(c.res, 200, updated);
+  }
+
+  private async removeService(c: RequestContext): Promise<void> {
+    const removed = await this.retryOnConflict(async () => {
+      const s = this.service(c.params.ref);
+      await this.commit([{ op: 'delete', kind: 'service', id: s.id, version: s.meta.version }], c.signal);
+      return s;
+    });
+    this.deps.logger.info('service removed', { service: removed.spec.name, id: removed.id });
+    sendJson(c.res, 200, { id: removed.id, name: removed.spec.name });
+  }
+
+  /**
+   * Tasks of a service. With `?watch=1` the response is NDJSON: the full list now and again after every change
+   * (coalesced), until the client disconnects — what `service create` and `service rm` follow to show progress.
+   * A watched service that is removed ends the stream once its last task is gone.
+   */
+  private async serviceTasks(c: RequestContext): Promise<void> {
+    const { cache } = this.deps;
+    const ref = c.params.ref ?? '';
+    // A removed service's tasks stay visible by its id until the last one is gone (what `service rm` waits for).
+    const s = cache.tasksOfService(ref).length > 0 && !cache.get('service', ref) ? { id: ref } : this.service(ref);
+    const rows = (): string => JSON.stringify(taskRows(cache.tasksOfService(s.id), this.nodes()));
+    if (c.query.get('watch') !== '1' && c.query.get('watch') !== 'true') {
+      c.res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
+      c.res.end(rows());
+      return;
+    }
+    c.res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
+    let last = '';
+    const emit = (): boolean => {
+      const now = rows();
+      if (now !== last) c.res.write(now + '\n');
+      last = now;
+      // Removed and fully wound down: nothing more will ever change.
+      return !cache.get('service', s.id) && cache.tasksOfService(s.id).length === 0;
+    };
+    if (emit()) {
+      c.res.end();
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      let scheduled = false;
+      const unsubscribe = cache.subscribe((events) => {
+        if (scheduled || !events.some((e) => e.id === s.id || (e.object.kind === 'task' && e.object.serviceId === s.id))) return;
+        scheduled = true;
+        setTimeout(() => {
+          scheduled = false;
+          if (!c.signal.aborted && emit()) done();
+        }, 10);
+      });
+      const done = (): void => {
+        unsubscribe();
+        resolve();
+      };
+      c.signal.addEventListener('abort', done, { once: true });
+    });
+    c.res.end();
+  }
+
+  /** Logs of a service's tasks as NDJSON LogEntry lines, relayed from the nodes that hold the containers. */
+  private async serviceLogs(c: RequestContext): Promise<void> {
+    const s = this.service(c.params.ref);
+    const follow = c.query.get('follow') === '1' || c.query.get('follow') === 'true';
+    const tailText = c.query.get('tail');
+    const tail = tailText === null || tailText === 'all' ? undefined : Number(tailText);
+    if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw invalid('tail', `'${tailText}' is not a line count (a whole number or 'all')`);
+    const nodes = this.nodes();
+    const tasks = this.deps.cache.tasksOfService(s.id).filter((t) => t.status.containerId !== '' && t.nodeId !== '');
+    c.res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
+    await Promise.all(
+      tasks.map(async (t) => {
+        const node = nodes.get(t.nodeId)?.description.hostname ?? t.nodeId;
+        try {
+          const opts = { follow, signal: c.signal, ...(tail === undefined ? {} : { tail }) };
+          for await (const l of this.deps.logs.taskLogs(t, opts)) {
+            const entry: LogEntry = { taskId: t.id, serviceName: t.serviceName, slot: t.slot, nodeId: t.nodeId, node, stream: l.stream, line: l.line, ...(l.time === undefined ? {} : { time: l.time }) };
+            c.res.write(JSON.stringify(entry) + '\n');
+          }
+        } catch (e) {
+          if (c.signal.aborted) return;
+          const line = `error reading logs of task ${t.id}: ${e instanceof Error ? e.message : String(e)}`;
+          const entry: LogEntry = { taskId: t.id, serviceName: t.serviceName, slot: t.slot, nodeId: t.nodeId, node, stream: 'stderr', line };
+          c.res.write(JSON.stringify(entry) + '\n');
+        }
+      }),
+    );
+    c.res.end();
+  }
+
+  // ------------------------------------------------------------ writes
+
+  private async commit(ops: Op[], signal: AbortSignal): Promise<NonNullable<Awaited<ReturnType<Store['commit']>>['objects'][number]>[]> {
+    const r = await this.deps.store.commit(ops);
+    await this.deps.cache.waitFor(r.revision, signal);
+    return r.objects.filter((o) => o !== undefined);
+  }
+
+  /** Runs a read-modify-write again when a concurrent writer (a controller) got there first. */
+  private async retryOnConflict<T>(fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.writes.run(fn);
+      } catch (e) {
+        if (!(e instanceof ShoalError && e.code === 'conflict') || attempt >= CONFLICT_RETRIES) throw e;
+        await this.deps.cache.waitFor(await this.deps.store.revision());
+      }
+    }
+  }
+}
+
+const byHostname = (a: Node, b: Node): number => a.description.hostname.localeCompare(b.description.hostname) || a.id.localeCompare(b.id);

@@ -1,0 +1,50 @@
+// Views: the stable listing rows the API returns, computed from stored objects.
+
+import { isTerminal, type Node, type Service, type Task } from '../core/index.js';
+import type { NodeListItem, ServiceListItem, TaskListItem } from '../protocol/index.js';
+
+export const serviceRow = (s: Service, tasks: Task[]): ServiceListItem => {
+  const replicated = 'replicated' in s.spec.mode;
+  const live = tasks.filter((t) => t.desiredState === 'running' || t.desiredState === 'ready');
+  const running = live.filter((t) => t.status.state === 'running').length;
+  return {
+    id: s.id,
+    name: s.spec.name,
+    mode: replicated ? 'replicated' : 'global',
+    image: s.spec.task.container.image,
+    // A global service wants one task per eligible node: the orchestrator's live tasks are that count.
+    replicas: { desired: 'replicated' in s.spec.mode ? s.spec.mode.replicated.replicas : live.length, running },
+  };
+};
+
+export const taskRow = (t: Task, nodes: ReadonlyMap<string, Node>): TaskListItem => ({
+  id: t.id,
+  serviceName: t.serviceName,
+  slot: t.slot,
+  nodeId: t.nodeId,
+  desiredState: t.desiredState,
+  state: t.status.state,
+  containerId: t.status.containerId,
+  error: t.status.error,
+  createdAt: t.meta.createdAt,
+  message: t.status.state === 'pending' && t.schedulingMessage ? t.schedulingMessage : t.status.message,
+  node: nodes.get(t.nodeId)?.description.hostname ?? '',
+});
+
+/** Tasks of a service as `service ps` shows them: by slot, newest first within a slot. */
+export const taskRows = (tasks: Task[], nodes: ReadonlyMap<string, Node>): TaskListItem[] =>
+  [...tasks]
+    .sort((a, b) => a.slot - b.slot || a.nodeId.localeCompare(b.nodeId) || b.meta.createdAt.localeCompare(a.meta.createdAt))
+    .map((t) => taskRow(t, nodes));
+
+export const nodeRow = (n: Node): NodeListItem => ({
+  id: n.id,
+  hostname: n.description.hostname,
+  role: n.spec.role,
+  availability: n.spec.availability,
+  status: n.status.state,
+  address: n.description.address,
+});
+
+/** Whether a task still holds (or may hold) a container, i.e. service rm is not finished while it exists. */
+export const holdsContainer = (t: Task): boolean => !isTerminal(t.status.state) || t.status.containerId !== '';

@@ -1,0 +1,213 @@
+// `shoal service …`: create, ls, ps, scale, inspect, logs, rm.
+
+import type { Command } from 'commander';
+import type { TaskListItem } from '../../protocol/index.js';
+import { ShoalClient } from '../client.js';
+import { clientFor } from '../context.js';
+import { ConvergeError, waitConverged, waitRemoved, type Progress } from '../converge.js';
+import { ago, parseFormat, printJson, printTable, shortId } from '../output.js';
+import { parseCount, specFromFlags, type CreateFlags } from '../service-flags.js';
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+const clientOf = (cmd: Command): ShoalClient => clientFor(cmd.optsWithGlobals<{ host?: string }>());
+
+/** Shows "web: 2/3 running" progress: rewritten in place on a terminal, one line per change otherwise. */
+const progressPrinter = (name: string): { update: (p: Progress) => void; done: () => void } => {
+  const tty = process.stderr.isTTY;
+  let shown = false;
+  return {
+    update: (p) => {
+      const text = `${name}: ${p.running}/${p.desired} running`;
+      process.stderr.write(tty ? `\r\x1b[2K${text}` : `${text}\n`);
+      shown = true;
+    },
+    done: () => {
+      if (tty && shown) process.stderr.write('\n');
+    },
+  };
+};
+
+/** Waits for convergence with progress; turns a failure into an error that says why and how to look further. */
+const converge = async (client: ShoalClient, name: string, desired: number): Promise<void> => {
+  const pp = progressPrinter(name);
+  try {
+    await waitConverged(client, name, { desired, onProgress: pp.update });
+    pp.done();
+    process.stderr.write(`${name}: converged\n`);
+  } catch (e) {
+    pp.done();
+    if (e instanceof ConvergeError) throw new Error(`service ${name} did not converge: ${e.message} (see 'shoal service ps ${name}')`);
+    throw e;
+  }
+};
+
+const taskName = (t: TaskListItem): string => `${t.serviceName}.${t.slot}`;
+
+export const registerServiceCommands = (program: Command): void => {
+  const service = program.command('service').description('manage services').enablePositionalOptions();
+
+  service
+    .command('create')
+    .description('create a service and wait until its tasks run')
+    .usage('[options] IMAGE [COMMAND [ARG...]]')
+    .argument('<image>')
+    .argument('[command...]')
+    .passThroughOptions()
+    .option('--name <name>', 'service name')
+    .option('--replicas <n>', 'number of tasks (default 1)')
+    .option('-e, --env <KEY=VALUE>', 'environment variable (repeatable)', collect, [])
+    .option('--label <KEY=VALUE>', 'service label (repeatable)', collect, [])
+    .option('--container-label <KEY=VALUE>', 'container label (repeatable)', collect, [])
+    .option('--restart-condition <cond>', 'none, on-failure or any (default any)')
+    .option('--restart-delay <duration>', 'delay between restarts, e.g. 5s (default 5s)')
+    .option('--restart-max-attempts <n>', 'restarts before giving up, within the window (default 0 = unlimited)')
+    .option('--restart-window <duration>', 'window over which restarts are counted (default 0 = unbounded)')
+    .option('--reserve-cpu <cpus>', 'CPUs reserved per task, e.g. 0.5')
+    .option('--reserve-memory <bytes>', 'memory reserved per task, e.g. 64M')
+    .option('--limit-cpu <cpus>', 'CPU limit per task')
+    .option('--limit-memory <bytes>', 'memory limit per task')
+    .option('--constraint <expr>', 'placement constraint, e.g. node.labels.zone==eu (repeatable)', collect, [])
+    .option('--stop-grace-period <duration>', 'time between SIGTERM and SIGKILL (default 10s)')
+    .option('-d, --detach', 'return at once instead of waiting for the tasks to run')
+    .action(async (image: string, args: string[], flags: CreateFlags & { detach?: boolean }, cmd: Command) => {
+      const spec = specFromFlags(image, args, flags);
+      const client = clientOf(cmd);
+      const created = await client.createService(spec);
+      process.stdout.write(`${created.id}\n`);
+      if (flags.detach) return;
+      const replicas = 'replicated' in created.spec.mode ? created.spec.mode.replicated.replicas : 0;
+      await converge(client, created.spec.name, replicas);
+    });
+
+  service
+    .command('ls')
+    .description('list services')
+    .option('--format <format>', 'table or json')
+    .action(async (flags: { format?: string }, cmd: Command) => {
+      const format = parseFormat(flags.format);
+      const rows = await clientOf(cmd).listServices();
+      if (format === 'json') return printJson(rows);
+      printTable(
+        ['ID', 'NAME', 'MODE', 'REPLICAS', 'IMAGE'],
+        rows.map((s) => [shortId(s.id), s.name, s.mode, `${s.replicas.running}/${s.replicas.desired}`, s.image]),
+      );
+    });
+
+  service
+    .command('ps')
+    .description('list the tasks of a service')
+    .argument('<service>')
+    .option('--format <format>', 'table or json')
+    .action(async (ref: string, flags: { format?: string }, cmd: Command) => {
+      const format = parseFormat(flags.format);
+      const tasks = await clientOf(cmd).serviceTasks(ref);
+      if (format === 'json') {
+        return printJson(tasks.map(({ id, serviceName, slot, nodeId, desiredState, state, containerId, error, createdAt }) => ({ id, serviceName, slot, nodeId, desiredState, state, containerId, error, createdAt })));
+      }
+      let prevSlot = -1;
+      printTable(
+        ['ID', 'NAME', 'NODE', 'DESIRED STATE', 'CURRENT STATE', 'ERROR'],
+        tasks.map((t) => {
+          // Like docker: older tasks of a slot are shown indented under the current one.
+          const name = t.slot === prevSlot ? ` \\_ ${taskName(t)}` : taskName(t);
+          prevSlot = t.slot;
+          const current = t.state === 'pending' && t.message ? `pending: ${t.message}` : `${t.state} ${ago(t.createdAt)}`;
+          return [shortId(t.id), name, t.node || '-', t.desiredState, current, t.error];
+        }),
+      );
+    });
+
+  service
+    .command('inspect')
+    .description('show services in full, as JSON')
+    .argument('<service...>')
+    .action(async (refs: string[], _flags: unknown, cmd: Command) => {
+      const client = clientOf(cmd);
+      printJson(await Promise.all(refs.map((r) => client.inspectService(r))));
+    });
+
+  service
+    .command('scale')
+    .description('set the replica count of services: shoal service scale web=5 [api=2 …]')
+    .argument('<service=replicas...>')
+    .option('-d, --detach', 'return at once instead of waiting for convergence')
+    .action(async (pairs: string[], flags: { detach?: boolean }, cmd: Command) => {
+      const client = clientOf(cmd);
+      const wanted = pairs.map((p) => {
+        const i = p.lastIndexOf('=');
+        if (i <= 0) throw new Error(`invalid argument '${p}': expected SERVICE=REPLICAS`);
+        return { ref: p.slice(0, i), replicas: parseCount(p.slice(i + 1), `replicas of ${p.slice(0, i)}`) };
+      });
+      for (const w of wanted) {
+        const s = await client.scaleService(w.ref, w.replicas);
+        process.stdout.write(`${s.spec.name} scaled to ${w.replicas}\n`);
+      }
+      if (flags.detach) return;
+      for (const w of wanted) await converge(client, w.ref, w.replicas);
+    });
+
+  service
+    .command('logs')
+    .description('show the logs of the tasks of a service')
+    .argument('<service>')
+    .option('-f, --follow', 'keep following new output')
+    .option('--tail <n>', "lines per task from the end, or 'all'", 'all')
+    .option('--no-task-ids', 'do not prefix lines with the task')
+    .action(async (ref: string, flags: { follow?: boolean; tail: string; taskIds: boolean }, cmd: Command) => {
+      const tail = flags.tail === 'all' ? undefined : parseCount(flags.tail, '--tail');
+      const ctl = new AbortController();
+      process.once('SIGINT', () => ctl.abort());
+      try {
+        for await (const l of clientOf(cmd).serviceLogs(ref, { follow: flags.follow ?? false, signal: ctl.signal, ...(tail === undefined ? {} : { tail }) })) {
+          const prefix = flags.taskIds ? `${l.serviceName}.${l.slot}.${shortId(l.taskId)}@${l.node}    | ` : '';
+          (l.stream === 'stderr' ? process.stderr : process.stdout).write(`${prefix}${l.line}\n`);
+        }
+      } catch (e) {
+        if (!ctl.signal.aborted) throw e;
+      }
+    });
+
+  service
+    .command('rm')
+    .description('remove services; waits until their containers are gone')
+    .argument('<service...>')
+    .option('-d, --detach', 'return at once instead of waiting for the containers to be removed')
+    .action(async (refs: string[], flags: { detach?: boolean }, cmd: Command) => {
+      const client = clientOf(cmd);
+      const removed = [];
+      for (const ref of refs) {
+        const r = await client.removeService(ref);
+        removed.push(r);
+        process.stdout.write(`${r.name}\n`);
+      }
+      if (flags.detach) return;
+      for (const r of removed) await waitRemoved(client, r.id);
+    });
+};
+
+export const registerNodeCommands = (program: Command): void => {
+  const node = program.command('node').description('manage nodes');
+  node
+    .command('ls')
+    .description('list nodes')
+    .option('--format <format>', 'table or json')
+    .action(async (flags: { format?: string }, cmd: Command) => {
+      const format = parseFormat(flags.format);
+      const client = clientOf(cmd);
+      const [rows, info] = await Promise.all([client.listNodes(), client.info()]);
+      if (format === 'json') return printJson(rows);
+      printTable(
+        ['ID', 'HOSTNAME', 'STATUS', 'AVAILABILITY', 'ROLE', 'ADDRESS'],
+        rows.map((n) => [`${shortId(n.id)}${n.id === info.nodeId ? ' *' : ''}`, n.hostname, n.status, n.availability, n.role, n.address]),
+      );
+    });
+  node
+    .command('inspect')
+    .description('show nodes in full, as JSON')
+    .argument('<node...>')
+    .action(async (refs: string[], _flags: unknown, cmd: Command) => {
+      const client = clientOf(cmd);
+      printJson(await Promise.all(refs.map((r) => client.inspectNode(r))));
+    });
+};

@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+// The `shoal` command: parses arguments, runs one command, prints for humans or as JSON, and sets the exit code.
+
+import { Command, CommanderError } from 'commander';
+import { ShoalError } from '../core/index.js';
+import { VERSION } from '../manager/version.js';
+import { ApiError } from './client.js';
+import { registerClusterCommands } from './commands/cluster.js';
+import { registerNodeCommands, registerServiceCommands } from './commands/service.js';
+
+const program = new Command('shoal')
+  .description('Shoal: a container orchestrator — one command to a cluster that runs services of containers')
+  .version(VERSION)
+  .option('-H, --host <host:port>', 'manager to talk to (default: $SHOAL_HOST, else the context file)')
+  .enablePositionalOptions()
+  .showHelpAfterError('(add --help for usage)')
+  .exitOverride();
+
+registerClusterCommands(program);
+registerServiceCommands(program);
+registerNodeCommands(program);
+
+/** Prints an error the way a user can act on it: what failed, and each field that was wrong. */
+const report = (e: unknown): number => {
+  if (e instanceof CommanderError) return e.exitCode;
+  if (e instanceof ApiError || e instanceof ShoalError) {
+    process.stderr.write(`Error: ${e.message}\n`);
+    for (const v of e.violations) if (!e.message.includes(v.reason)) process.stderr.write(`  ${v.field}: ${v.reason}\n`);
+    return 1;
+  }
+  process.stderr.write(`Error: ${e instanceof Error ? e.message : String(e)}\n`);
+  if (process.env.SHOAL_DEBUG && e instanceof Error) process.stderr.write(`${e.stack ?? ''}\n`);
+  return 1;
+};
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  process.exitCode = report(e);
+}

@@ -1,0 +1,94 @@
+// Turns `service create` flags into a service spec, with errors that name the flag and the reason.
+
+import { ShoalError, invalid, parseBytes, parseConstraint, parseCpus, parseDuration } from '../core/index.js';
+import type { ServiceSpecInput } from '../protocol/index.js';
+
+export interface CreateFlags {
+  name?: string;
+  replicas?: string;
+  env: string[];
+  label: string[];
+  containerLabel: string[];
+  restartCondition?: string;
+  restartDelay?: string;
+  restartMaxAttempts?: string;
+  restartWindow?: string;
+  reserveCpu?: string;
+  reserveMemory?: string;
+  limitCpu?: string;
+  limitMemory?: string;
+  constraint: string[];
+  stopGracePeriod?: string;
+}
+
+/** A whole number ≥ 0, or an error naming the flag. */
+export const parseCount = (text: string, flag: string): number => {
+  if (!/^\d+$/.test(text.trim())) throw invalid(flag, `'${text}' is not a whole number ≥ 0`);
+  return Number(text);
+};
+
+/** KEY=VALUE pairs into a record; an entry without '=' is an error naming the flag. */
+export const parsePairs = (items: string[], flag: string): Record<string, string> => {
+  const out: Record<string, string> = {};
+  for (const it of items) {
+    const i = it.indexOf('=');
+    const key = i < 0 ? it : it.slice(0, i);
+    if (key === '') throw invalid(flag, `'${it}' has an empty key (expected KEY=VALUE)`);
+    out[key] = i < 0 ? '' : it.slice(i + 1);
+  }
+  return out;
+};
+
+const RESTART_CONDITIONS = ['none', 'on-failure', 'any'] as const;
+
+export const specFromFlags = (image: string, args: string[], f: CreateFlags): ServiceSpecInput => {
+  if (!f.name) throw invalid('--name', 'a service name is required');
+  for (const e of f.env) if (!/^[^=\s]+=/.test(e)) throw invalid('--env', `'${e}' is not KEY=VALUE`);
+  const cond = f.restartCondition;
+  if (cond !== undefined && !(RESTART_CONDITIONS as readonly string[]).includes(cond)) {
+    throw invalid('--restart-condition', `'${cond}' is not one of ${RESTART_CONDITIONS.join(', ')}`);
+  }
+  const opt = <T>(v: string | undefined, parse: (s: string) => T): T | undefined => (v === undefined ? undefined : parse(v));
+  const restart = {
+    ...(cond === undefined ? {} : { condition: cond as (typeof RESTART_CONDITIONS)[number] }),
+    ...defined('delayMs', opt(f.restartDelay, (s) => parseDuration(s, '--restart-delay'))),
+    ...defined('maxAttempts', opt(f.restartMaxAttempts, (s) => parseCount(s, '--restart-max-attempts'))),
+    ...defined('windowMs', opt(f.restartWindow, (s) => parseDuration(s, '--restart-window'))),
+  };
+  const resources = {
+    reservations: {
+      nanoCpus: opt(f.reserveCpu, (s) => parseCpus(s, '--reserve-cpu')) ?? 0,
+      memoryBytes: opt(f.reserveMemory, (s) => parseBytes(s, '--reserve-memory')) ?? 0,
+    },
+    limits: {
+      nanoCpus: opt(f.limitCpu, (s) => parseCpus(s, '--limit-cpu')) ?? 0,
+      memoryBytes: opt(f.limitMemory, (s) => parseBytes(s, '--limit-memory')) ?? 0,
+    },
+  };
+  const constraints = f.constraint.map((c) => {
+    try {
+      return parseConstraint(c, '--constraint');
+    } catch (e) {
+      throw e instanceof ShoalError ? e : invalid('--constraint', String(e));
+    }
+  });
+  return {
+    name: f.name,
+    labels: parsePairs(f.label, '--label'),
+    mode: { replicated: { replicas: f.replicas === undefined ? 1 : parseCount(f.replicas, '--replicas') } },
+    task: {
+      container: {
+        image,
+        command: args,
+        env: f.env,
+        labels: parsePairs(f.containerLabel, '--container-label'),
+        ...defined('stopGracePeriodMs', opt(f.stopGracePeriod, (s) => parseDuration(s, '--stop-grace-period'))),
+      },
+      resources,
+      restartPolicy: restart,
+      placement: { constraints, preferences: [] },
+    },
+  };
+};
+
+const defined = <K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } => (v === undefined ? {} : ({ [key]: v } as { [P in K]: V }));

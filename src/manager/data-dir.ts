@@ -1,0 +1,140 @@
+// The data directory of a node: its identity, its credentials, the embedded store, the pidfile and the log.
+//
+// Layout: node.json (ids, listen address, runtime), credentials.json (secrets, mode 0600), shoal.db (SQLite store),
+// shoal.pid, shoal.log, exec/ (state of the exec runtime). Files are written atomically (temp file + rename) and
+// bootstrapping the store is idempotent, so an init interrupted at any point is completed by the next start.
+
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { ShoalError, type Cluster, type Node } from '../core/index.js';
+import type { Clock } from '../lib/clock.js';
+import { isoNow } from '../lib/clock.js';
+import { newId, newSecret } from '../lib/ids.js';
+import { secretDigest } from '../lib/secrets.js';
+import type { Store } from '../store/store.js';
+
+export type RuntimeName = 'docker' | 'exec';
+
+export interface NodeConfig {
+  clusterId: string;
+  nodeId: string;
+  /** HOST:PORT the manager listens on. */
+  listenAddr: string;
+  runtime: RuntimeName;
+}
+
+export interface Credentials {
+  /** Bearer token of the CLI (admin). */
+  adminToken: string;
+  /** Secret the local agent presents to open its session. */
+  nodeToken: string;
+}
+
+export const dataPaths = (dir: string) => ({
+  dir,
+  node: join(dir, 'node.json'),
+  credentials: join(dir, 'credentials.json'),
+  db: join(dir, 'shoal.db'),
+  pid: join(dir, 'shoal.pid'),
+  log: join(dir, 'shoal.log'),
+  exec: join(dir, 'exec'),
+});
+
+export const DEFAULT_LISTEN_ADDR = '127.0.0.1:7420';
+export const DEFAULT_HEARTBEAT_MS = 500;
+
+/** Writes a file atomically with the given mode, so a crash never leaves a half-written file. */
+export const writeFileAtomic = (path: string, text: string, mode = 0o600): void => {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, text, { mode });
+  renameSync(tmp, path);
+};
+
+const readJsonFile = <T>(path: string): T | undefined => {
+  if (!existsSync(path)) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch (e) {
+    throw new ShoalError('failed_precondition', `cannot read ${path}: ${(e as Error).message}`);
+  }
+};
+
+/** Parses HOST:PORT; throws invalid_argument naming the flag. */
+export const parseListenAddr = (text: string, field = 'listen-addr'): { host: string; port: number } => {
+  const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(text.trim());
+  const port = Number(m?.[2]);
+  if (!m?.[1] || !Number.isInteger(port) || port > 65535) {
+    throw new ShoalError('invalid_argument', `invalid ${field} '${text}': expected HOST:PORT, e.g. 127.0.0.1:7420`, { violations: [{ field, reason: 'expected HOST:PORT' }] });
+  }
+  return { host: m[1].replace(/^\[|\]$/g, ''), port };
+};
+
+export interface DataDir {
+  config: NodeConfig;
+  credentials: Credentials;
+  /** True when this call created the cluster (first init), false when it found an existing one. */
+  created: boolean;
+}
+
+/** Reads the node's files; undefined when the directory holds no initialized node. */
+export const readDataDir = (dir: string): Omit<DataDir, 'created'> | undefined => {
+  const p = dataPaths(dir);
+  const config = readJsonFile<NodeConfig>(p.node);
+  const credentials = readJsonFile<Credentials>(p.credentials);
+  if (!config || !credentials) return undefined;
+  return { config, credentials };
+};
+
+/**
+ * Makes `dir` a node of a new cluster, or loads the node it already is (init on an existing data dir restarts that
+ * node, it never makes a second cluster). Explicit options replace the stored listen address and runtime.
+ */
+export const initDataDir = (dir: string, opts: { listenAddr?: string; runtime?: RuntimeName } = {}): DataDir => {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const p = dataPaths(dir);
+  if (opts.listenAddr !== undefined) parseListenAddr(opts.listenAddr);
+  const existing = readDataDir(dir);
+  const config: NodeConfig = {
+    clusterId: existing?.config.clusterId ?? newId(),
+    nodeId: existing?.config.nodeId ?? newId(),
+    listenAddr: opts.listenAddr ?? existing?.config.listenAddr ?? DEFAULT_LISTEN_ADDR,
+    runtime: opts.runtime ?? existing?.config.runtime ?? 'docker',
+  };
+  const credentials: Credentials = existing?.credentials ?? { adminToken: newSecret(), nodeToken: newSecret() };
+  if (!existing) writeFileAtomic(p.credentials, JSON.stringify(credentials, null, 2) + '\n');
+  writeFileAtomic(p.node, JSON.stringify(config, null, 2) + '\n');
+  return { config, credentials, created: !existing };
+};
+
+/** Creates the cluster and this node in the store when they are missing (idempotent). */
+export const bootstrapStore = async (store: Store, dd: Omit<DataDir, 'created'>, clock: Clock): Promise<void> => {
+  const iso = isoNow(clock);
+  const meta = { version: 0, createdAt: iso, updatedAt: iso };
+  const ops = [];
+  const clusters = (await store.list('cluster')).items;
+  if (clusters.length === 0) {
+    const cluster: Cluster = {
+      kind: 'cluster',
+      id: dd.config.clusterId,
+      meta,
+      spec: { name: 'shoal', heartbeatPeriodMs: DEFAULT_HEARTBEAT_MS, taskHistoryLimit: 5 },
+      auth: { adminTokenDigests: [secretDigest(dd.credentials.adminToken)], nodeTokenDigest: secretDigest(dd.credentials.nodeToken) },
+    };
+    ops.push({ op: 'create' as const, object: cluster });
+  } else if (clusters[0]?.id !== dd.config.clusterId) {
+    throw new ShoalError('failed_precondition', `the store belongs to cluster ${clusters[0]?.id ?? '?'}, not ${dd.config.clusterId}`);
+  }
+  if (!(await store.get('node', dd.config.nodeId))) {
+    const node: Node = {
+      kind: 'node',
+      id: dd.config.nodeId,
+      meta,
+      spec: { role: 'manager', availability: 'active', labels: {} },
+      description: { hostname: hostname(), address: dd.config.listenAddr, runtime: dd.config.runtime, resources: { nanoCpus: 0, memoryBytes: 0 }, engineLabels: {} },
+      status: { state: 'unknown', message: 'created by init' },
+    };
+    ops.push({ op: 'create' as const, object: node });
+  }
+  if (ops.length > 0) await store.commit(ops);
+};

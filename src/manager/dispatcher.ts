@@ -1,0 +1,386 @@
+// The dispatcher: the manager's end of agent sessions — authenticates nodes, records heartbeats, applies status
+// reports, pushes each node its complete set of assigned tasks, and relays log requests.
+//
+// Invariants: a node only reports on tasks assigned to it; reports only move a task forward (core transition());
+// at most one session per node is current, and only the current one's heartbeats and reports count.
+
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { ShoalError, transition, type Node, type NodeDescription, type Task } from '../core/index.js';
+import type { Clock } from '../lib/clock.js';
+import { isoNow } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import { bearerToken, secretMatches } from '../lib/secrets.js';
+import {
+  SESSION_PATH,
+  SESSION_PROTOCOL_VERSION,
+  parseMessage,
+  type AgentMessage,
+  type AssignedTask,
+  type LogsDataMessage,
+  type ManagerMessage,
+  type TaskStatusUpdate,
+} from '../protocol/index.js';
+import type { Cache } from '../store/cache.js';
+import type { Op, Store, WatchEvent } from '../store/store.js';
+import type { LogSource } from '../api/server.js';
+import type { HeartbeatSource } from '../reconcile/index.js';
+
+export interface DispatcherOptions {
+  store: Store;
+  cache: Cache;
+  clock: Clock;
+  logger: Logger;
+  newId: () => string;
+  /** Called when a session opens or closes, so node health can re-evaluate at once. */
+  onSessionChange?: () => void;
+  /** How often every connected node gets its full assignment set again, even without changes (default 10 s). */
+  resendMs?: number;
+}
+
+const NODE_ID_RE = /^[a-z0-9]{1,64}$/;
+const HELLO_TIMEOUT_MS = 5000;
+const CONFLICT_RETRIES = 8;
+
+interface Session {
+  nodeId: string;
+  ws: WebSocket;
+  /** Log requests in flight on this session. */
+  logs: Map<string, LogStream>;
+  /** Status batches are applied one after another, in the order the node sent them. */
+  chain: Promise<void>;
+}
+
+/** A pull-based queue of log lines fed by logs-data messages. */
+class LogStream {
+  private readonly lines: LogsDataMessage['lines'] = [];
+  private ended = false;
+  private error: string | undefined;
+  private wake: (() => void) | undefined;
+
+  push(lines: LogsDataMessage['lines']): void {
+    this.lines.push(...lines);
+    this.wake?.();
+  }
+
+  end(error?: string): void {
+    this.ended = true;
+    this.error = error;
+    this.wake?.();
+  }
+
+  async *drain(signal: AbortSignal): AsyncGenerator<LogsDataMessage['lines'][number]> {
+    while (!signal.aborted) {
+      const l = this.lines.shift();
+      if (l) {
+        yield l;
+        continue;
+      }
+      if (this.ended) {
+        if (this.error !== undefined) throw new ShoalError('unavailable', this.error);
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+      this.wake = undefined;
+    }
+  }
+}
+
+/** Whether a task event changes what its node must be told (not just a status the node itself reported). */
+const affectsAssignment = (ev: WatchEvent): boolean => {
+  if (ev.object.kind !== 'task') return false;
+  const t = ev.object;
+  const p = ev.prev as Task | undefined;
+  if (ev.type === 'delete' || !p) return true;
+  return p.desiredState !== t.desiredState || p.nodeId !== t.nodeId || (p.status.state === 'pending') !== (t.status.state === 'pending');
+};
+
+/** Tasks an agent is told about: every task placed on its node (pending ones are not placed yet). */
+const assignedTo = (t: Task): boolean => t.status.state !== 'pending' && t.status.state !== 'new';
+
+const toAssigned = (t: Task): AssignedTask => ({
+  id: t.id,
+  serviceId: t.serviceId,
+  serviceName: t.serviceName,
+  slot: t.slot,
+  nodeId: t.nodeId,
+  spec: t.spec,
+  desiredState: t.desiredState,
+  serviceVersion: t.serviceVersion,
+  state: t.status.state,
+  containerId: t.status.containerId,
+});
+
+export class Dispatcher implements HeartbeatSource, LogSource {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 });
+  private readonly sessions = new Map<string, Session>();
+  private readonly heartbeats = new Map<string, number>();
+  private readonly left = new Set<string>();
+  private readonly dirty = new Set<string>();
+  private flushScheduled = false;
+
+  constructor(private readonly opts: DispatcherOptions) {}
+
+  /** Follows the cache and pushes assignment changes until the signal aborts; then closes every session. */
+  run(signal: AbortSignal): void {
+    const unsubscribe = this.opts.cache.subscribe((events) => {
+      for (const ev of events) {
+        if (!affectsAssignment(ev)) continue;
+        const t = ev.object as Task;
+        if (t.nodeId) this.markDirty(t.nodeId);
+        const p = ev.prev as Task | undefined;
+        if (p?.nodeId && p.nodeId !== t.nodeId) this.markDirty(p.nodeId);
+      }
+    });
+    const resend = setInterval(() => {
+      for (const id of this.sessions.keys()) this.markDirty(id);
+    }, this.opts.resendMs ?? 10_000);
+    resend.unref();
+    signal.addEventListener(
+      'abort',
+      () => {
+        unsubscribe();
+        clearInterval(resend);
+        for (const s of this.sessions.values()) s.ws.close(1012, 'manager stopping');
+        this.wss.close();
+      },
+      { once: true },
+    );
+  }
+
+  // ------------------------------------------------------------ HeartbeatSource
+
+  lastHeartbeat(nodeId: string): number | undefined {
+    return this.heartbeats.get(nodeId);
+  }
+
+  leftCleanly(nodeId: string): boolean {
+    return this.left.has(nodeId);
+  }
+
+  connected(nodeId: string): boolean {
+    return this.sessions.has(nodeId);
+  }
+
+  // ------------------------------------------------------------ sessions
+
+  /** Handles an HTTP upgrade to the session WebSocket; refuses anything but an authenticated node. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const refuse = (status: number, message: string): void => {
+      this.opts.logger.warn('session refused', { reason: message, remote: req.socket.remoteAddress });
+      socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Bad Request'}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${message}\n`);
+    };
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== SESSION_PATH) return refuse(400, `no WebSocket endpoint at ${url.pathname}`);
+    const cluster = this.opts.cache.list('cluster')[0];
+    const token = bearerToken(req.headers.authorization);
+    if (!cluster || token === undefined || !secretMatches(token, [cluster.auth.nodeTokenDigest])) {
+      return refuse(401, 'invalid node credentials');
+    }
+    const nodeId = String(req.headers['x-shoal-node-id'] ?? '');
+    if (!NODE_ID_RE.test(nodeId)) return refuse(400, 'missing or malformed x-shoal-node-id header');
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(nodeId, ws));
+  }
+
+  private accept(nodeId: string, ws: WebSocket): void {
+    const log = this.opts.logger.child({ nodeId });
+    let session: Session | undefined;
+    const helloTimer = setTimeout(() => ws.close(1008, 'no hello'), HELLO_TIMEOUT_MS);
+    ws.on('message', (data) => {
+      let m: AgentMessage;
+      try {
+        m = parseMessage<AgentMessage>(String(data), ['hello', 'heartbeat', 'status', 'logs-data', 'logs-end']);
+      } catch (e) {
+        log.warn('bad message from agent', { error: e });
+        return;
+      }
+      if (!session) {
+        if (m.type !== 'hello') return;
+        clearTimeout(helloTimer);
+        if (m.protocol !== SESSION_PROTOCOL_VERSION || m.nodeId !== nodeId) {
+          ws.close(1008, `protocol ${m.protocol} not supported or node id mismatch`);
+          return;
+        }
+        const s: Session = { nodeId, ws, logs: new Map(), chain: Promise.resolve() };
+        session = s;
+        void this.register(s, m.description).catch((e: unknown) => {
+          log.error('cannot register node', { error: e });
+          ws.close(1011, 'cannot register node');
+        });
+        return;
+      }
+      if (this.sessions.get(nodeId) !== session) return;
+      const s = session;
+      switch (m.type) {
+        case 'heartbeat':
+          this.heartbeats.set(nodeId, this.opts.clock.now());
+          break;
+        case 'status':
+          s.chain = s.chain.then(() => this.applyStatus(nodeId, m.updates)).catch((e: unknown) => log.warn('cannot apply status', { error: e }));
+          break;
+        case 'logs-data':
+          s.logs.get(m.requestId)?.push(m.lines);
+          break;
+        case 'logs-end':
+          s.logs.get(m.requestId)?.end(m.error);
+          s.logs.delete(m.requestId);
+          break;
+        case 'hello':
+          break;
+      }
+    });
+    ws.on('error', (e) => log.debug('session error', { error: e }));
+    ws.on('close', (code) => {
+      clearTimeout(helloTimer);
+      if (!session || this.sessions.get(nodeId) !== session) return;
+      this.sessions.delete(nodeId);
+      for (const l of session.logs.values()) l.end('the node closed its session');
+      // 1001 "going away" is what an agent sends when it stops on purpose: the node left, it did not fail.
+      if (code === 1001) {
+        this.left.add(nodeId);
+        this.heartbeats.delete(nodeId);
+      }
+      log.info('session closed', { code });
+      this.opts.onSessionChange?.();
+    });
+  }
+
+  private async register(s: Session, description: NodeDescription): Promise<void> {
+    await this.upsertNode(s.nodeId, description);
+    const previous = this.sessions.get(s.nodeId);
+    this.sessions.set(s.nodeId, s);
+    if (previous) previous.ws.close(1008, 'replaced by a newer session');
+    this.left.delete(s.nodeId);
+    this.heartbeats.set(s.nodeId, this.opts.clock.now());
+    const cluster = this.opts.cache.list('cluster')[0];
+    this.send(s, { type: 'welcome', nodeId: s.nodeId, heartbeatPeriodMs: cluster?.spec.heartbeatPeriodMs ?? 500 });
+    this.sendAssignments(s);
+    this.opts.logger.info('session established', { nodeId: s.nodeId, hostname: description.hostname });
+    this.opts.onSessionChange?.();
+  }
+
+  /** Records what the node says it is; a node seen for the first time is registered as an active worker. */
+  private async upsertNode(nodeId: string, d: NodeDescription): Promise<void> {
+    const { cache, store, clock } = this.opts;
+    for (let attempt = 0; ; attempt++) {
+      const n = cache.get('node', nodeId);
+      let op: Op | undefined;
+      if (!n) {
+        const iso = isoNow(clock);
+        const node: Node = {
+          kind: 'node',
+          id: nodeId,
+          meta: { version: 0, createdAt: iso, updatedAt: iso },
+          spec: { role: 'worker', availability: 'active', labels: {} },
+          description: d,
+          status: { state: 'unknown', message: 'registered' },
+        };
+        op = { op: 'create', object: node };
+      } else if (JSON.stringify(n.description) !== JSON.stringify(d)) {
+        op = { op: 'update', object: { ...n, description: d } };
+      }
+      if (!op) return;
+      try {
+        const r = await store.commit([op]);
+        await cache.waitFor(r.revision);
+        return;
+      } catch (e) {
+        if (!(e instanceof ShoalError) || attempt >= CONFLICT_RETRIES) throw e;
+        await cache.waitFor(await store.revision());
+      }
+    }
+  }
+
+  private send(s: Session, m: ManagerMessage): void {
+    if (s.ws.readyState === s.ws.OPEN) s.ws.send(JSON.stringify(m));
+  }
+
+  private markDirty(nodeId: string): void {
+    if (!this.sessions.has(nodeId)) return;
+    this.dirty.add(nodeId);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // Coalesce: one message per node per burst of writes, however many tasks changed.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      const ids = [...this.dirty];
+      this.dirty.clear();
+      for (const id of ids) {
+        const s = this.sessions.get(id);
+        if (s) this.sendAssignments(s);
+      }
+    });
+  }
+
+  private sendAssignments(s: Session): void {
+    const tasks = this.opts.cache.tasksOfNode(s.nodeId).filter(assignedTo).map(toAssigned);
+    this.send(s, { type: 'assignments', tasks });
+  }
+
+  /** Applies a node's status reports: forward moves of its own tasks only, in one transaction, retried on conflict. */
+  private async applyStatus(nodeId: string, updates: TaskStatusUpdate[]): Promise<void> {
+    const { cache, store } = this.opts;
+    for (let attempt = 0; ; attempt++) {
+      const ops: Op[] = [];
+      for (const u of updates) {
+        const t = cache.get('task', u.taskId);
+        if (!t || t.nodeId !== nodeId) continue;
+        const containerId = u.removed ? '' : u.containerId || t.status.containerId;
+        const state = transition(t.status.state, u.state);
+        if (state === undefined) {
+          // A finished task's container went away: record that (its state stays final).
+          if (u.removed && t.status.containerId !== '') ops.push({ op: 'update', object: { ...t, status: { ...t.status, containerId: '' } } });
+          continue;
+        }
+        if (state === t.status.state && containerId === t.status.containerId && u.message === t.status.message) continue;
+        ops.push({
+          op: 'update',
+          object: {
+            ...t,
+            status: { state, timestamp: u.timestamp, message: u.message, error: u.error, containerId, ...(u.exitCode === undefined ? {} : { exitCode: u.exitCode }) },
+          },
+        });
+      }
+      if (ops.length === 0) return;
+      try {
+        const r = await store.commit(ops);
+        await cache.waitFor(r.revision);
+        return;
+      } catch (e) {
+        if (!(e instanceof ShoalError && e.code === 'conflict') || attempt >= CONFLICT_RETRIES) throw e;
+        // A controller wrote one of these tasks meanwhile: catch up and recompute against the newer versions.
+        await cache.waitFor(await store.revision());
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ LogSource
+
+  async *taskLogs(task: Task, opts: { follow: boolean; tail?: number; since?: number; signal: AbortSignal }): AsyncGenerator<{ stream: 'stdout' | 'stderr'; time?: string; line: string }> {
+    const s = this.sessions.get(task.nodeId);
+    if (!s) throw new ShoalError('unavailable', `node ${task.nodeId} of task ${task.id} is not connected`);
+    const requestId = this.opts.newId();
+    const stream = new LogStream();
+    s.logs.set(requestId, stream);
+    const cancel = (): void => this.send(s, { type: 'logs-cancel', requestId });
+    opts.signal.addEventListener('abort', cancel, { once: true });
+    this.send(s, {
+      type: 'logs-request',
+      requestId,
+      taskId: task.id,
+      follow: opts.follow,
+      ...(opts.tail === undefined ? {} : { tail: opts.tail }),
+      ...(opts.since === undefined ? {} : { since: opts.since }),
+    });
+    try {
+      yield* stream.drain(opts.signal);
+    } finally {
+      opts.signal.removeEventListener('abort', cancel);
+      s.logs.delete(requestId);
+    }
+  }
+}

@@ -1,0 +1,119 @@
+// The HTTP API's contract: every request authenticated, invalid input refused with the field and reason and
+// nothing written, names unique, the OpenAPI document served.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ApiError, ShoalClient } from '../src/cli/client.js';
+import type { ErrorBody } from '../src/protocol/index.js';
+import { TEST_IMAGE, startTestNode, type TestNode } from './helpers.js';
+
+describe('API', () => {
+  let node: TestNode;
+  before(async () => {
+    node = await startTestNode();
+  });
+  after(async () => {
+    await node?.destroy();
+  });
+
+  const post = async (body: unknown): Promise<{ status: number; body: ErrorBody }> => {
+    try {
+      await node.client.raw('POST', '/services', body);
+      return { status: 200, body: { error: { code: '', message: '', violations: [] } } };
+    } catch (e) {
+      assert.ok(e instanceof ApiError, String(e));
+      return { status: e.status, body: { error: { code: e.code, message: e.message, violations: e.violations } } };
+    }
+  };
+
+  it('refuses requests without a valid admin token', async () => {
+    const url = `http://${node.daemon.manager.address}/v1/services`;
+    const none = await fetch(url);
+    assert.equal(none.status, 401);
+    assert.equal(((await none.json()) as ErrorBody).error.code, 'unauthenticated');
+    const wrong = await fetch(url, { headers: { authorization: 'Bearer not-the-token' } });
+    assert.equal(wrong.status, 401);
+    const spec = await fetch(`http://${node.daemon.manager.address}/v1/openapi.json`);
+    assert.equal(spec.status, 401, 'even the OpenAPI document needs credentials');
+    const bad = new ShoalClient({ host: node.daemon.manager.address, token: 'x' });
+    await assert.rejects(bad.createService({ name: 'nope', task: { container: { image: TEST_IMAGE } } }), (e: ApiError) => e.status === 401);
+    assert.deepEqual(await node.client.listServices(), []);
+  });
+
+  it('refuses agent sessions without the node credential', async () => {
+    const { WebSocket } = await import('ws');
+    const ws = new WebSocket(`ws://${node.daemon.manager.address}/v1/session`, { headers: { authorization: 'Bearer wrong', 'x-shoal-node-id': 'abc' } });
+    const status = await new Promise<number>((resolve) => ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)).on('open', () => resolve(101)));
+    assert.equal(status, 401);
+  });
+
+  it('rejects invalid specs with the field and the reason, and writes nothing', async () => {
+    const revision = await node.daemon.manager.store.revision();
+    const cases: { body: unknown; field: string; reason: RegExp }[] = [
+      { body: { name: 'a', mode: { replicated: { replicas: -1 } }, task: { container: { image: TEST_IMAGE } } }, field: 'mode.replicated.replicas', reason: />=\s*0|too small/i },
+      { body: { name: 'a', mode: { replicated: { replicas: 'three' } }, task: { container: { image: TEST_IMAGE } } }, field: 'mode.replicated.replicas', reason: /number/i },
+      { body: { name: 'a', task: { container: { image: TEST_IMAGE } }, bogus: 1 }, field: '(root)', reason: /unknown field.*bogus/ },
+      { body: { name: 'a', task: { container: { image: TEST_IMAGE }, placement: { constraints: ['node.labels.zone=eu'] } } }, field: 'task.placement.constraints.0', reason: /KEY==VALUE/ },
+      { body: { name: 'a', task: { container: { image: TEST_IMAGE }, placement: { constraints: ['node.colour==red'] } } }, field: 'task.placement.constraints.0', reason: /unknown key/ },
+      { body: { name: 'a', task: { container: { image: '' } } }, field: 'task.container.image', reason: /image is required/ },
+      { body: { name: 'bad name!', task: { container: { image: TEST_IMAGE } } }, field: 'name', reason: /letters, digits/ },
+      { body: { name: 'a', task: { container: { image: TEST_IMAGE, env: ['NOEQUALS'] } } }, field: 'task.container.env.0', reason: /KEY=VALUE/ },
+      { body: { name: 'a', task: { container: { image: TEST_IMAGE }, restartPolicy: { condition: 'sometimes' } } }, field: 'task.restartPolicy.condition', reason: /none|on-failure|any/ },
+      { body: { name: 'a', task: { container: { image: TEST_IMAGE }, resources: { limits: { memoryBytes: 1024 } } } }, field: 'task.resources.limits.memoryBytes', reason: /at least 6MiB/ },
+      { body: 'not an object', field: '(root)', reason: /object/i },
+    ];
+    for (const c of cases) {
+      const r = await post(c.body);
+      assert.equal(r.status, 400, `status for ${JSON.stringify(c.body)}`);
+      assert.equal(r.body.error.code, 'invalid_argument');
+      const v = r.body.error.violations.find((x) => x.field === c.field);
+      assert.ok(v, `violation on ${c.field} in ${JSON.stringify(r.body.error.violations)}`);
+      assert.match(v.reason, c.reason);
+    }
+    const raw = await fetch(`http://${node.daemon.manager.address}/v1/services`, { method: 'POST', headers: { authorization: `Bearer ${(node.client as unknown as { opts: { token: string } }).opts.token}` }, body: '{"name":' });
+    assert.equal(raw.status, 400);
+    assert.match(((await raw.json()) as ErrorBody).error.message, /not valid JSON/);
+    assert.equal(await node.daemon.manager.store.revision(), revision, 'no write happened');
+    assert.deepEqual(await node.client.listServices(), []);
+  });
+
+  it('refuses a duplicate name with 409 and keeps the first service', async () => {
+    const first = await node.client.createService({ name: 'dup', mode: { replicated: { replicas: 0 } }, task: { container: { image: TEST_IMAGE } } });
+    const results = await Promise.allSettled([1, 2, 3].map(() => node.client.createService({ name: 'dup', task: { container: { image: TEST_IMAGE } } })));
+    for (const r of results) {
+      assert.equal(r.status, 'rejected');
+      assert.equal((r.reason as ApiError).status, 409);
+      assert.match((r.reason as ApiError).message, /'dup' already exists/);
+    }
+    const all = await node.client.listServices();
+    assert.deepEqual(all.map((s) => s.id), [first.id]);
+  });
+
+  it('validates scale requests and reports unknown services', async () => {
+    await assert.rejects(node.client.raw('POST', '/services/dup/scale', { replicas: -2 }), (e: ApiError) => e.status === 400 && e.violations[0]?.field === 'replicas');
+    await assert.rejects(node.client.scaleService('no-such-service', 2), (e: ApiError) => e.status === 404 && /service 'no-such-service' not found/.test(e.message));
+    await assert.rejects(node.client.raw('PUT', '/services'), (e: ApiError) => e.status === 405);
+    await assert.rejects(node.client.raw('GET', '/nothing-here'), (e: ApiError) => e.status === 404);
+    const s = await node.client.scaleService('dup', 0);
+    assert.equal('replicated' in s.spec.mode && s.spec.mode.replicated.replicas, 0);
+  });
+
+  it('serves an OpenAPI document describing the routes and the service spec', async () => {
+    const r = await node.client.raw('GET', '/openapi.json');
+    const doc = (await r.json()) as { openapi: string; paths: Record<string, unknown>; components: { schemas: Record<string, { properties?: Record<string, unknown> }> } };
+    assert.equal(doc.openapi, '3.1.0');
+    for (const p of ['/services', '/services/{ref}', '/services/{ref}/scale', '/services/{ref}/tasks', '/services/{ref}/logs', '/nodes', '/info']) assert.ok(doc.paths[p], p);
+    assert.ok(doc.components.schemas.ServiceSpec?.properties?.task);
+  });
+
+  it('lists nodes with the stable fields', async () => {
+    const nodes = await node.client.listNodes();
+    assert.equal(nodes.length, 1);
+    const [n] = nodes;
+    assert.deepEqual(Object.keys(n ?? {}).sort(), ['address', 'availability', 'hostname', 'id', 'role', 'status']);
+    assert.equal(n?.id, node.nodeId);
+    assert.equal(n?.role, 'manager');
+    assert.equal(n?.status, 'ready');
+    assert.equal(n?.availability, 'active');
+  });
+});

@@ -1,0 +1,106 @@
+// Shared support for integration suites: temporary nodes (in-process or as a real CLI daemon), the Docker Engine
+// seen directly (to check what really runs), and bounded waiting.
+
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Docker from 'dockerode';
+import { ShoalClient } from '../src/cli/client.js';
+import { silentLogger } from '../src/lib/logger.js';
+import { startDaemon, type Daemon } from '../src/manager/daemon.js';
+import { initDataDir, readDataDir, type RuntimeName } from '../src/manager/data-dir.js';
+
+export const TEST_IMAGE = 'shoal-test/busybox';
+export const docker = new Docker({ socketPath: '/var/run/docker.sock' });
+export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+export const tempDir = (prefix = 'shoal-test-'): string => mkdtempSync(join(tmpdir(), prefix));
+
+/** Polls `check` until it returns a value other than undefined/false, or fails after `timeoutMs` saying what it waited for. */
+export const eventually = async <T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> => {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+};
+
+/** Containers of a node as the Engine sees them (all states). */
+export const containersOfNode = async (nodeId: string): Promise<Docker.ContainerInfo[]> =>
+  docker.listContainers({ all: true, filters: { label: [`shoal.node.id=${nodeId}`] } });
+
+export const runningContainersOfService = async (serviceId: string): Promise<Docker.ContainerInfo[]> =>
+  docker.listContainers({ filters: { label: [`shoal.service.id=${serviceId}`], status: ['running'] } });
+
+/** Removes every container a test node made (by label), whatever state it is in. */
+export const removeNodeContainers = async (nodeId: string): Promise<void> => {
+  for (const c of await containersOfNode(nodeId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+};
+
+/** A free loopback TCP port (for daemons that run as separate processes and need a fixed address). */
+export const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+
+export interface TestNode {
+  dataDir: string;
+  nodeId: string;
+  daemon: Daemon;
+  client: ShoalClient;
+  /** Stops the daemon (containers keep running), as `shoal stop` does. */
+  stop(): Promise<void>;
+  /** Starts the daemon again on the same data dir (agent restart: must adopt its containers). */
+  restart(): Promise<void>;
+  /** Stops the daemon, removes its containers and its data dir. */
+  destroy(): Promise<void>;
+}
+
+/** A one-node cluster in this process, on a temp data dir and a free loopback port. */
+export const startTestNode = async (opts: { runtime?: RuntimeName } = {}): Promise<TestNode> => {
+  const dataDir = tempDir();
+  initDataDir(dataDir, { listenAddr: '127.0.0.1:0', runtime: opts.runtime ?? 'docker' });
+  const dd = readDataDir(dataDir);
+  if (!dd) throw new Error('initDataDir wrote nothing');
+  let daemon = await startDaemon({ dataDir, logger: silentLogger });
+  const node: TestNode = {
+    dataDir,
+    nodeId: dd.config.nodeId,
+    get daemon() {
+      return daemon;
+    },
+    client: new ShoalClient({ host: daemon.manager.address, token: dd.credentials.adminToken }),
+    stop: () => daemon.close(),
+    restart: async () => {
+      // Same port, so the client keeps working.
+      daemon = await startDaemon({ dataDir, logger: silentLogger, listenAddr: daemon.manager.address });
+    },
+    destroy: async () => {
+      await daemon.close();
+      await removeNodeContainers(dd.config.nodeId);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  return node;
+};
+
+/** Runs the real `shoal` CLI with its own context file; returns exit code and output. */
+export const shoal = (args: string[], env: Record<string, string>, timeoutMs = 120_000): { code: number; stdout: string; stderr: string } => {
+  const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: timeoutMs });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+};
