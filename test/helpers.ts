@@ -32,7 +32,7 @@ export const eventually = async <T>(what: string, check: () => Promise<T | undef
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+  throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
 };
 
 /** Containers of a node as the Engine sees them (all states). */

@@ -8,6 +8,7 @@ import WebSocket from 'ws';
 import type { NodeDescription } from '../core/index.js';
 import { sleep } from '../lib/abort.js';
 import { backoffDelay } from '../lib/backoff.js';
+import { rawText } from '../lib/ws-text.js';
 import type { Logger } from '../lib/logger.js';
 import {
   SESSION_PATH,
@@ -108,7 +109,7 @@ export class Agent {
       ws.on('message', (data) => {
         let m: ManagerMessage;
         try {
-          m = parseMessage<ManagerMessage>(String(data), ['welcome', 'assignments', 'logs-request', 'logs-cancel']);
+          m = parseMessage<ManagerMessage>(rawText(data), ['welcome', 'assignments', 'logs-request', 'logs-cancel']);
         } catch (e) {
           this.opts.logger.warn('bad message from manager', { error: e });
           return;

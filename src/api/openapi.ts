@@ -15,6 +15,11 @@ const ok = (description: string, content?: Record<string, unknown>): Record<stri
 const errors = { default: ok('Error', json(ref('Error'))) };
 const serviceRef = { name: 'ref', in: 'path', required: true, description: 'Service id, name, or unique id prefix', schema: { type: 'string' } };
 
+const stringProps = (keys: string[], extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  ...Object.fromEntries(keys.map((k) => [k, { type: 'string' }])),
+  ...extra,
+});
+
 let cached: Record<string, unknown> | undefined;
 
 export const openApiDocument = (version: string): Record<string, unknown> => {
@@ -80,18 +85,16 @@ export const openApiDocument = (version: string): Record<string, unknown> => {
         TaskListItem: {
           type: 'object',
           required: ['id', 'serviceName', 'slot', 'nodeId', 'desiredState', 'state', 'containerId', 'error', 'createdAt'],
-          properties: Object.fromEntries(
-            ['id', 'serviceName', 'nodeId', 'desiredState', 'state', 'containerId', 'error', 'createdAt', 'message', 'node'].map((k) => [k, { type: 'string' }]).concat([['slot', { type: 'integer' }]]),
-          ),
+          properties: stringProps(['id', 'serviceName', 'nodeId', 'desiredState', 'state', 'containerId', 'error', 'createdAt', 'message', 'node'], { slot: { type: 'integer' } }),
         },
         NodeListItem: {
           type: 'object',
           required: ['id', 'hostname', 'role', 'availability', 'status', 'address'],
-          properties: Object.fromEntries(['id', 'hostname', 'role', 'availability', 'status', 'address'].map((k) => [k, { type: 'string' }])),
+          properties: stringProps(['id', 'hostname', 'role', 'availability', 'status', 'address']),
         },
         LogEntry: {
           type: 'object',
-          properties: Object.fromEntries(['taskId', 'serviceName', 'nodeId', 'node', 'stream', 'time', 'line'].map((k) => [k, { type: 'string' }]).concat([['slot', { type: 'integer' }]])),
+          properties: stringProps(['taskId', 'serviceName', 'nodeId', 'node', 'stream', 'time', 'line'], { slot: { type: 'integer' } }),
         },
         Error: {
           type: 'object',

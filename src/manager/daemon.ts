@@ -10,6 +10,8 @@ import type { Runtime } from '../runtime/runtime.js';
 import { dataPaths, readDataDir, writeFileAtomic } from './data-dir.js';
 import { startManager, type Manager } from './manager.js';
 
+const AGENT_CONNECT_TIMEOUT_MS = 30_000;
+
 export interface DaemonOptions {
   dataDir: string;
   logger: Logger;
@@ -57,6 +59,8 @@ export const startDaemon = async (opts: DaemonOptions): Promise<Daemon> => {
   }
   writeFileAtomic(paths.pid, `${process.pid}\n`, 0o644);
   let manager: Manager | undefined;
+  const ctl = new AbortController();
+  let running: Promise<void> | undefined;
   try {
     manager = await startManager({ dataDir: opts.dataDir, logger: opts.logger.child({ component: 'manager' }), ...(opts.listenAddr ? { listenAddr: opts.listenAddr } : {}) });
     const runtime = createRuntime(dd.config.runtime, { dataDir: opts.dataDir, ...(opts.dockerSocket ? { dockerSocket: opts.dockerSocket } : {}) });
@@ -68,9 +72,14 @@ export const startDaemon = async (opts: DaemonOptions): Promise<Daemon> => {
       runtime,
       logger: opts.logger.child({ component: 'agent' }),
     });
-    const ctl = new AbortController();
-    const running = agent.run(ctl.signal);
-    await Promise.race([agent.connected, running.then(() => Promise.reject(new Error('the agent stopped before it connected')))]);
+    const run = agent.run(ctl.signal);
+    running = run;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      agent.connected,
+      run.then(() => Promise.reject(new Error('the agent stopped before it connected'))),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`the local agent could not open its session within ${AGENT_CONNECT_TIMEOUT_MS / 1000}s`)), AGENT_CONNECT_TIMEOUT_MS))),
+    ]).finally(() => clearTimeout(timer));
     const m = manager;
     let closed: Promise<void> | undefined;
     return {
@@ -80,13 +89,15 @@ export const startDaemon = async (opts: DaemonOptions): Promise<Daemon> => {
       close: () =>
         (closed ??= (async () => {
           ctl.abort();
-          await running.catch(() => undefined);
+          await run.catch(() => undefined);
           await runtime.close();
           await m.close();
           if (runningPid(opts.dataDir) === process.pid) rmSync(paths.pid, { force: true });
         })()),
     };
   } catch (e) {
+    ctl.abort();
+    await running?.catch(() => undefined);
     await manager?.close();
     rmSync(paths.pid, { force: true });
     throw e;

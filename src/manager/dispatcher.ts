@@ -12,6 +12,7 @@ import type { Clock } from '../lib/clock.js';
 import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { bearerToken, secretMatches } from '../lib/secrets.js';
+import { rawText } from '../lib/ws-text.js';
 import {
   SESSION_PATH,
   SESSION_PROTOCOL_VERSION,
@@ -193,7 +194,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     ws.on('message', (data) => {
       let m: AgentMessage;
       try {
-        m = parseMessage<AgentMessage>(String(data), ['hello', 'heartbeat', 'status', 'logs-data', 'logs-end']);
+        m = parseMessage<AgentMessage>(rawText(data), ['hello', 'heartbeat', 'status', 'logs-data', 'logs-end']);
       } catch (e) {
         log.warn('bad message from agent', { error: e });
         return;

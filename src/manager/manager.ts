@@ -50,9 +50,9 @@ export const startManager = async (opts: ManagerOptions): Promise<Manager> => {
     const cache = await Cache.start(store, { signal: ctl.signal });
     const logger = opts.logger;
     const ctx: ControllerContext = { store, cache, clock, logger: logger.child({ component: 'reconcile' }), newId: () => newId() };
-    let health: NodeHealth | undefined;
-    const dispatcher = new Dispatcher({ store, cache, clock, logger: logger.child({ component: 'dispatcher' }), newId: () => newId(), onSessionChange: () => health?.poke() });
-    health = new NodeHealth(ctx, dispatcher);
+    // Node health reads the dispatcher's heartbeats; the dispatcher pokes it when a session opens or closes.
+    const dispatcher: Dispatcher = new Dispatcher({ store, cache, clock, logger: logger.child({ component: 'dispatcher' }), newId: () => newId(), onSessionChange: () => health.poke() });
+    const health = new NodeHealth(ctx, dispatcher);
     const services = new ServiceController(ctx);
     const scheduling = new SchedulingLoop(ctx);
     dispatcher.run(ctl.signal);

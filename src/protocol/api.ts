@@ -21,36 +21,36 @@ const labels = z.record(z.string().regex(LABEL_KEY_RE, 'label keys are letters, 
 const nonNegInt = z.number().int().min(0);
 const resources = z.object({ nanoCpus: nonNegInt.default(0), memoryBytes: nonNegInt.default(0) });
 
-/** A constraint as text (`node.labels.zone==eu`) or already parsed. */
-const constraint = z.union([
-  z.string().transform((s, ctx) => {
+/** A constraint as text (`node.labels.zone==eu`) or already parsed ({key, op, value}); errors keep the parser's reason. */
+const constraint = z
+  .union([z.string(), z.object({ key: z.string(), op: z.string(), value: z.string() })])
+  .catch((ctx) => ctx.value as never)
+  .transform((v: unknown, ctx) => {
+    const c = v as { key?: unknown; op?: unknown; value?: unknown } | string;
+    const text = typeof c === 'string' ? c : typeof c === 'object' && c !== null ? `${String(c.key)}${String(c.op)}${String(c.value)}` : undefined;
+    if (text === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'a constraint is a string like node.labels.zone==eu' });
+      return z.NEVER;
+    }
     try {
-      return parseConstraint(s);
+      return parseConstraint(text);
     } catch (e) {
       ctx.addIssue({ code: 'custom', message: (e as Error).message });
       return z.NEVER;
     }
-  }),
-  z.object({ key: z.string(), op: z.enum(['==', '!=']), value: z.string().min(1) }).transform((c, ctx) => {
-    try {
-      return parseConstraint(`${c.key}${c.op}${c.value}`);
-    } catch (e) {
-      ctx.addIssue({ code: 'custom', message: (e as Error).message });
-      return z.NEVER;
-    }
-  }),
-]);
+  });
 
 /** The service spec a client sends; every field but name and image has a default. */
 export const serviceSpecSchema = z
   .object({
     name: z.string().regex(NAME_RE, 'names start with a letter or digit and use letters, digits, _ . - (at most 63)'),
     labels: labels.default({}),
+    // One object with optional keys (not a union), so an error names the exact field (mode.replicated.replicas).
     mode: z
-      .union([
-        z.object({ replicated: z.object({ replicas: nonNegInt.max(100_000) }) }).strict(),
-        z.object({ global: z.object({}).strict() }).strict(),
-      ])
+      .object({ replicated: z.object({ replicas: nonNegInt.max(100_000) }).strict().optional(), global: z.object({}).strict().optional() })
+      .strict()
+      .refine((m) => (m.replicated === undefined) !== (m.global === undefined), { message: 'set exactly one of replicated or global' })
+      .transform((m): ServiceSpec['mode'] => (m.replicated ? { replicated: m.replicated } : { global: {} }))
       .default({ replicated: { replicas: 1 } }),
     task: z
       .object({

@@ -9,6 +9,12 @@ import type { Store, WatchEvent } from './store.js';
 
 type Listener = (events: WatchEvent[]) => void;
 
+interface Waiter {
+  revision: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
 const KINDS: Kind[] = ['cluster', 'node', 'service', 'task'];
 
 export class Cache {
@@ -16,7 +22,7 @@ export class Cache {
   private readonly tasksByService = new Map<string, Map<string, Task>>();
   private readonly tasksByNode = new Map<string, Map<string, Task>>();
   private readonly listeners = new Set<Listener>();
-  private readonly waiters: { revision: number; resolve: () => void }[] = [];
+  private readonly waiters: Waiter[] = [];
   private current = 0;
   private failure: Error | undefined;
 
@@ -63,22 +69,34 @@ export class Cache {
     return () => this.listeners.delete(listener);
   }
 
-  /** Resolves once the cache has applied `revision` (read-your-writes after a commit). */
+  /**
+   * Resolves once the cache has applied `revision` (read-your-writes after a commit). Rejects with the
+   * signal's reason on abort, and with `unavailable` once the cache has stopped following the store.
+   */
   waitFor(revision: number, signal?: AbortSignal): Promise<void> {
-    if (this.failure) return Promise.reject(this.failure);
     if (this.current >= revision) return Promise.resolve();
+    if (this.failure) return Promise.reject(this.failure);
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
     return new Promise((resolve, reject) => {
-      const w = { revision, resolve };
-      this.waiters.push(w);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          const i = this.waiters.indexOf(w);
-          if (i >= 0) this.waiters.splice(i, 1);
-          reject(signal.reason as Error);
+      // The abort listener must go when the waiter settles, or a long-lived signal collects one per call.
+      const onAbort = (): void => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(signal?.reason as Error);
+      };
+      const w: Waiter = {
+        revision,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
         },
-        { once: true },
-      );
+        reject: (e) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      };
+      this.waiters.push(w);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
@@ -100,28 +118,40 @@ export class Cache {
     }
   }
 
+  /** Follows the store's watch until `signal` aborts; then, or on a lasting failure, fails pending waiters. */
   private async follow(signal: AbortSignal): Promise<void> {
-    for (let attempt = 0; !signal.aborted; attempt++) {
+    this.failure = await this.followUntilStopped(signal);
+    for (const w of this.waiters.splice(0)) w.reject(this.failure);
+  }
+
+  private async followUntilStopped(signal: AbortSignal): Promise<Error> {
+    const stopped = (): Error => new ShoalError('unavailable', 'the cache has stopped following the store');
+    // Consecutive failures: a batch applied since the last failure proves the watch works again.
+    let failures = 0;
+    while (!signal.aborted) {
       try {
         for await (const batch of this.store.watch({ fromRevision: this.current + 1, signal })) {
           this.apply(batch);
+          failures = 0;
         }
-        return;
+        // A watch ends by itself only when the store closes: nothing more will come.
+        return stopped();
       } catch (e) {
-        if (signal.aborted) return;
+        if (signal.aborted) break;
         if (e instanceof ShoalError && e.code === 'failed_precondition') {
           // Compacted past us: re-list. Listeners get no events for the gap, so they must resync by themselves.
-          await this.load();
-          continue;
+          try {
+            await this.load();
+            continue;
+          } catch (loadError) {
+            e = loadError;
+          }
         }
-        if (attempt > 20) {
-          this.failure = e as Error;
-          for (const w of this.waiters.splice(0)) w.resolve();
-          return;
-        }
-        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
+        if (++failures > 20) return e as Error;
+        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** failures)));
       }
     }
+    return stopped();
   }
 
   private apply(batch: WatchEvent[]): void {
@@ -142,7 +172,7 @@ export class Cache {
       }
     }
     this.current = rev;
-    for (const l of this.listeners) l(batch);
+    // Waiters first: a throwing listener must not leave a writer waiting for a revision already applied.
     for (let i = this.waiters.length - 1; i >= 0; i--) {
       const w = this.waiters[i];
       if (w && w.revision <= rev) {
@@ -150,15 +180,16 @@ export class Cache {
         w.resolve();
       }
     }
+    for (const l of this.listeners) l(batch);
   }
 
   private index(t: Task): void {
     let s = this.tasksByService.get(t.serviceId);
-    if (!s) this.tasksByService.set(t.serviceId, (s = new Map()));
+    if (!s) this.tasksByService.set(t.serviceId, (s = new Map<string, Task>()));
     s.set(t.id, t);
     if (t.nodeId) {
       let n = this.tasksByNode.get(t.nodeId);
-      if (!n) this.tasksByNode.set(t.nodeId, (n = new Map()));
+      if (!n) this.tasksByNode.set(t.nodeId, (n = new Map<string, Task>()));
       n.set(t.id, t);
     }
   }

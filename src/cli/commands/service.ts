@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import type { TaskListItem } from '../../protocol/index.js';
-import { ShoalClient } from '../client.js';
+import type { ShoalClient } from '../client.js';
 import { clientFor } from '../context.js';
 import { ConvergeError, waitConverged, waitRemoved, type Progress } from '../converge.js';
 import { ago, parseFormat, printJson, printTable, shortId } from '../output.js';

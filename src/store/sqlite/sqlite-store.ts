@@ -7,8 +7,8 @@
 //   meta(key, value)                              — the schema version and the global revision.
 // Invariants:
 //   - `meta.revision` equals the revision of the newest `changes` row (every commit writes one);
-//   - `changes` holds a contiguous range of revisions ending at the current one; everything at or
-//     below `compactedThrough` has been removed and can no longer be watched from;
+//   - `changes` holds every revision above `compactedThrough` up to the current one (contiguous; empty
+//     when compacted through the current revision); what is at or below it can no longer be watched from;
 //   - one process writes the file (the manager): live watch delivery is in-process, woken by commit().
 
 import { mkdirSync } from 'node:fs';
@@ -107,6 +107,8 @@ export class SqliteStore implements Store {
   };
 
   private readonly commitTxn: (ops: Op[]) => { result: CommitResult; batch: Batch };
+  /** Reads a kind's rows and the revision in one snapshot. */
+  private readonly listTxn: (kind: string) => { rows: string[]; revision: number };
 
   private constructor(db: Database.Database, path: string, opts: SqliteStoreOptions) {
     this.db = db;
@@ -165,6 +167,13 @@ export class SqliteStore implements Store {
     // IMMEDIATE takes the write lock up front, so a transaction never fails half-way on a lock upgrade.
     const txn = db.transaction((ops: Op[]) => this.applyOps(ops));
     this.commitTxn = (ops) => txn.immediate(ops);
+    // One read transaction, so the rows and the revision come from the same snapshot even if another
+    // connection writes.
+    const read = db.transaction((kind: string) => ({
+      rows: this.stmt.list.all(kind),
+      revision: this.stmt.revision.get() ?? 0,
+    }));
+    this.listTxn = (kind) => read.deferred(kind);
   }
 
   /** Opens (creating if needed) the store at `path`; ':memory:' gives a private in-memory store. */
@@ -211,13 +220,8 @@ export class SqliteStore implements Store {
 
   async list<K extends Kind>(kind: K): Promise<ListResult<K>> {
     this.assertOpen();
-    // One read transaction, so the rows and the revision come from the same snapshot even if another
-    // connection writes; one JSON.parse over the joined rows is much cheaper than one per row.
-    const read = this.db.transaction(() => ({
-      rows: this.stmt.list.all(kind),
-      revision: this.stmt.revision.get() ?? 0,
-    }));
-    const { rows, revision } = read.deferred();
+    const { rows, revision } = this.listTxn(kind);
+    // One JSON.parse over the joined rows is much cheaper than one per row.
     const items = rows.length === 0 ? [] : (JSON.parse(`[${rows.join(',')}]`) as ObjectOfKind<K>[]);
     return { items, revision };
   }
@@ -280,6 +284,24 @@ export class SqliteStore implements Store {
       signal.removeEventListener('abort', onAbort);
       this.watchers.delete(watcher);
     }
+  }
+
+  /**
+   * Drops the change log through `revision` (etcd's compaction, off by one: etcd keeps `revision` itself):
+   * a watch from `revision` or below then fails with failed_precondition. Commits also compact on their
+   * own past `keepRevisions`; objects are never touched.
+   */
+  async compact(revision: number): Promise<void> {
+    this.assertOpen();
+    if (!Number.isSafeInteger(revision) || revision < 0 || revision > this.currentRevision) {
+      throw new ShoalError(
+        'invalid_argument',
+        `cannot compact through revision ${String(revision)}: the store is at revision ${this.currentRevision}`,
+      );
+    }
+    if (revision <= this.compactedThrough) return;
+    this.stmt.compact.run(revision);
+    this.compactedThrough = revision;
   }
 
   /** Ends every watch and closes the database. Idempotent. */

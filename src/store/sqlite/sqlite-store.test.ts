@@ -1,0 +1,304 @@
+// Tests of the SQLite store: the shared Store contract on temp files, then what only SQLite promises (WAL, crash safety).
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { ShoalError } from '../../core/index.js';
+import { sampleNode, storeContract, within } from '../contract.js';
+import type { StoreFixture } from '../contract.js';
+import type { Op } from '../store.js';
+import { SqliteStore } from './sqlite-store.js';
+import type { SqliteStoreOptions } from './sqlite-store.js';
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+const tempPath = async (): Promise<string> => {
+  const dir = await mkdtemp(join(tmpdir(), 'shoal-sqlite-'));
+  dirs.push(dir);
+  return join(dir, 'store.db');
+};
+
+/** A fresh store on a temp file; reopen and compact act on whichever store is current. */
+const sqliteFixture = async (opts: SqliteStoreOptions = {}): Promise<StoreFixture> => {
+  const path = await tempPath();
+  let current = SqliteStore.open(path, opts);
+  return {
+    store: current,
+    reopen: async () => {
+      await current.close();
+      current = SqliteStore.open(path, opts);
+      return current;
+    },
+    compact: (revision) => current.compact(revision),
+    cleanup: () => current.close(),
+  };
+};
+
+storeContract('sqlite', () => sqliteFixture());
+
+const createNode = (id: string): Op => ({ op: 'create', object: sampleNode(id) });
+
+const isCode = (code: string) => (e: unknown): boolean => {
+  assert.ok(e instanceof ShoalError, String(e));
+  assert.equal(e.code, code, e.message);
+  return true;
+};
+
+/**
+ * Runs a child node process that commits one node per transaction (`commits` of them, or until killed),
+ * printing `acked <revision>` after each acknowledged commit, and SIGKILLs it after the `killAfter`-th ack.
+ * Returns the last revision the child acknowledged.
+ */
+const commitThenKill = async (path: string, opts: { commits: number; killAfter: number }): Promise<number> => {
+  const script = `
+    const { SqliteStore } = await import(process.env.SHOAL_STORE_MODULE);
+    const store = SqliteStore.open(process.env.SHOAL_DB);
+    const template = JSON.parse(process.env.SHOAL_NODE);
+    const commits = Number(process.env.SHOAL_COMMITS);
+    for (let i = 0; i < commits; i++) {
+      const { revision } = await store.commit([{ op: 'create', object: { ...template, id: 'n' + i } }]);
+      process.stdout.write('acked ' + revision + '\\n');
+    }
+    // Stay alive with the store open, never closing it: only SIGKILL ends this process.
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env: {
+      ...process.env,
+      SHOAL_STORE_MODULE: new URL('./sqlite-store.js', import.meta.url).href,
+      SHOAL_DB: path,
+      SHOAL_NODE: JSON.stringify(sampleNode('template')),
+      SHOAL_COMMITS: String(opts.commits),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 8_000);
+  let acked = 0;
+  let lastRevision = 0;
+  try {
+    for await (const line of createInterface({ input: child.stdout })) {
+      const m = /^acked (\d+)$/.exec(line);
+      if (!m) continue;
+      acked++;
+      lastRevision = Number(m[1]);
+      if (acked === opts.killAfter) {
+        child.kill('SIGKILL');
+        break;
+      }
+    }
+    assert.equal(await exited, 'SIGKILL', `the child must die by SIGKILL; stderr: ${stderr}`);
+  } finally {
+    clearTimeout(timer);
+    child.kill('SIGKILL');
+  }
+  assert.equal(acked, opts.killAfter, `the child acknowledged ${acked} commits; stderr: ${stderr}`);
+  return lastRevision;
+};
+
+describe('SqliteStore', () => {
+  it('runs in WAL mode with synchronous FULL by default, and NORMAL on request', async () => {
+    const path = await tempPath();
+    const store = SqliteStore.open(path);
+    try {
+      assert.deepEqual(store.pragmas(), { journalMode: 'wal', synchronous: 'FULL', busyTimeoutMs: 5000 });
+      await store.commit([createNode('n1')]);
+      assert.ok(existsSync(`${path}-wal`), 'commits go to the write-ahead log');
+      // WAL is a property of the file: another connection sees it too.
+      const raw = new Database(path, { readonly: true });
+      try {
+        assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
+      } finally {
+        raw.close();
+      }
+    } finally {
+      await store.close();
+    }
+    const normal = SqliteStore.open(path, { synchronous: 'NORMAL', busyTimeoutMs: 250 });
+    try {
+      assert.deepEqual(normal.pragmas(), { journalMode: 'wal', synchronous: 'NORMAL', busyTimeoutMs: 250 });
+    } finally {
+      await normal.close();
+    }
+  });
+
+  it('keeps every acknowledged commit when the writing process is SIGKILLed mid-stream', async () => {
+    const path = await tempPath();
+    const acked = await commitThenKill(path, { commits: 100_000, killAfter: 20 });
+    const store = SqliteStore.open(path);
+    try {
+      const revision = await store.revision();
+      assert.ok(revision >= acked, `revision ${revision} lost acknowledged revision ${acked}`);
+      // One node per commit: no commit is half there, and none is missing below the revision.
+      const nodes = await store.list('node');
+      assert.equal(nodes.revision, revision);
+      assert.deepEqual(
+        nodes.items.map((n) => n.id).sort(),
+        Array.from({ length: revision }, (_, i) => `n${i}`).sort(),
+      );
+      const next = await store.commit([createNode('after')]);
+      assert.equal(next.revision, revision + 1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('keeps a commit acknowledged just before a SIGKILL of an idle writer, with its history', async () => {
+    const path = await tempPath();
+    const acked = await commitThenKill(path, { commits: 3, killAfter: 3 });
+    assert.equal(acked, 3);
+    const store = SqliteStore.open(path);
+    try {
+      assert.equal(await store.revision(), 3);
+      assert.deepEqual((await store.get('node', 'n2'))?.meta.version, 1);
+      const ctl = new AbortController();
+      const seen: string[] = [];
+      await within(
+        (async () => {
+          for await (const batch of store.watch({ fromRevision: 1, signal: ctl.signal })) {
+            seen.push(...batch.map((e) => `${e.revision}:${e.id}`));
+            if (seen.length === 3) ctl.abort();
+          }
+        })(),
+        'replaying the history',
+      ).finally(() => ctl.abort());
+      assert.deepEqual(seen, ['1:n0', '2:n1', '3:n2']);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('compacts the change log past keepRevisions, also when reopened with a smaller one', async () => {
+    const path = await tempPath();
+    const store = SqliteStore.open(path, { keepRevisions: 3 });
+    /** The revisions a watch from `fromRevision` delivers up to the current one. */
+    const watchFrom = async (s: SqliteStore, fromRevision: number): Promise<number[]> => {
+      const ctl = new AbortController();
+      const revs: number[] = [];
+      const head = await s.revision();
+      await within(
+        (async () => {
+          for await (const batch of s.watch({ fromRevision, signal: ctl.signal })) {
+            revs.push(batch[0]!.revision);
+            if (revs[revs.length - 1] === head) ctl.abort();
+          }
+        })(),
+        `watching from ${fromRevision}`,
+      ).finally(() => ctl.abort());
+      return revs;
+    };
+    try {
+      for (let i = 0; i < 6; i++) await store.commit([createNode(`n${i}`)]);
+      await assert.rejects(watchFrom(store, 3), isCode('failed_precondition'));
+      assert.deepEqual(await watchFrom(store, 4), [4, 5, 6]);
+    } finally {
+      await store.close();
+    }
+    const reopened = SqliteStore.open(path, { keepRevisions: 1 });
+    try {
+      await assert.rejects(watchFrom(reopened, 5), isCode('failed_precondition'));
+      assert.deepEqual(await watchFrom(reopened, 6), [6]);
+      assert.equal((await reopened.list('node')).items.length, 6, 'compaction drops history, never objects');
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it('compacts on demand only up to the current revision', async () => {
+    const store = SqliteStore.open(await tempPath());
+    try {
+      await store.commit([createNode('n1')]);
+      await assert.rejects(store.compact(2), isCode('invalid_argument'));
+      await assert.rejects(store.compact(-1), isCode('invalid_argument'));
+      await store.compact(1);
+      await store.compact(0); // already compacted past: nothing to do
+      const ctl = new AbortController();
+      const it = store.watch({ fromRevision: 2, signal: ctl.signal })[Symbol.asyncIterator]();
+      const pending = it.next();
+      await store.commit([createNode('n2')]);
+      try {
+        assert.equal((await within(pending, 'a live commit')).value?.[0]?.id, 'n2');
+      } finally {
+        ctl.abort();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('refuses malformed transactions before writing anything', async () => {
+    const store = SqliteStore.open(await tempPath());
+    try {
+      const node = sampleNode('n1');
+      const bad: Op[][] = [
+        [],
+        [createNode('n1'), createNode('n1')],
+        [{ op: 'create', object: { ...node, id: '' } }],
+        [{ op: 'create', object: { ...node, kind: 'no,de' as 'node' } }],
+        [{ op: 'delete', kind: 'node', id: 'n1', version: undefined as unknown as number }],
+        [{ op: 'upsert', object: node } as unknown as Op],
+      ];
+      for (const ops of bad) await assert.rejects(store.commit(ops), isCode('invalid_argument'));
+      assert.equal(await store.revision(), 0);
+      await assert.rejects(
+        (async () => {
+          for await (const _ of store.watch({ fromRevision: -1, signal: new AbortController().signal })) break;
+        })(),
+        isCode('invalid_argument'),
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('ends watches on close and refuses use afterwards', async () => {
+    const store = SqliteStore.open(await tempPath());
+    const ctl = new AbortController();
+    const it = store.watch({ fromRevision: 1, signal: ctl.signal })[Symbol.asyncIterator]();
+    const pending = it.next();
+    await store.close();
+    assert.equal((await within(pending, 'the end of the watch')).done, true);
+    await store.close(); // idempotent
+    await assert.rejects(store.commit([createNode('n1')]), isCode('unavailable'));
+    await assert.rejects(store.get('node', 'n1'), isCode('unavailable'));
+    await assert.rejects(store.revision(), isCode('unavailable'));
+  });
+
+  it('refuses a file of another schema version and a path it cannot open', async () => {
+    const path = await tempPath();
+    await SqliteStore.open(path).close();
+    const raw = new Database(path);
+    raw.prepare(`UPDATE meta SET value = 99 WHERE key = 'schema'`).run();
+    raw.close();
+    assert.throws(() => SqliteStore.open(path), isCode('failed_precondition'));
+    // A directory is not a database file.
+    assert.throws(() => SqliteStore.open(tmpdir()), isCode('unavailable'));
+    assert.throws(() => SqliteStore.open(path, { keepRevisions: 0 }), isCode('invalid_argument'));
+  });
+
+  it('creates missing parent directories, and serves a private store at :memory:', async () => {
+    const path = join(dirname(await tempPath()), 'nested', 'deeper', 'store.db');
+    const store = SqliteStore.open(path);
+    await store.commit([createNode('n1')]);
+    await store.close();
+    assert.ok(existsSync(path));
+
+    const mem = SqliteStore.open(':memory:');
+    try {
+      assert.equal((await mem.commit([createNode('n1')])).revision, 1);
+    } finally {
+      await mem.close();
+    }
+  });
+});
