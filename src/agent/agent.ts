@@ -56,7 +56,9 @@ export class Agent {
     const adopted = await this.runner.adopt(signal);
     if (adopted > 0) this.opts.logger.info(`adopted ${adopted} existing containers`);
     void this.watchRuntime(signal);
-    const resync = setInterval(() => this.runner.resync(), this.opts.resyncMs ?? 5000);
+    const resync = setInterval(() => {
+      this.runner.resync(signal).catch((e: unknown) => this.opts.logger.debug('resync failed', { error: e }));
+    }, this.opts.resyncMs ?? 5000);
     try {
       for (let attempt = 0; !signal.aborted; ) {
         const established = await this.session(signal);
@@ -72,7 +74,10 @@ export class Agent {
 
   private async watchRuntime(signal: AbortSignal): Promise<void> {
     try {
-      for await (const ev of this.opts.runtime.events(signal)) this.runner.touch(ev.taskId);
+      for await (const ev of this.opts.runtime.events(signal)) {
+        // Starts are this agent's own doing (and already reported); exits and removals need a look.
+        if (ev.state !== 'running' && ev.state !== 'created') this.runner.touch(ev.taskId);
+      }
     } catch (e) {
       if (!signal.aborted) this.opts.logger.warn('runtime event stream ended', { error: e });
     }

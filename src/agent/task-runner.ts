@@ -52,9 +52,12 @@ export class TaskRunner {
     const ids = new Set<string>();
     for (const t of tasks) {
       ids.add(t.id);
+      const prev = this.assigned.get(t.id);
       this.assigned.set(t.id, t);
       this.bump(t.id, t.state);
-      this.enqueue(t.id);
+      // Only what changed needs work: every runtime call is paid for by the Engine, which serializes them.
+      // Tasks whose containers change on their own are caught by runtime events and by resync().
+      if (!prev || prev.desiredState !== t.desiredState) this.enqueue(t.id);
     }
     for (const id of [...this.assigned.keys()]) if (!ids.has(id)) this.assigned.delete(id);
     // Anything this node runs that the manager no longer assigns to it is stopped and removed.
@@ -67,9 +70,24 @@ export class TaskRunner {
   }
 
   /** Re-examines every task: catches events the runtime did not deliver. */
-  resync(): void {
+  async resync(signal?: AbortSignal): Promise<void> {
     if (!this.haveAssignments) return;
-    for (const id of new Set([...this.assigned.keys(), ...this.containers.keys()])) this.enqueue(id);
+    // One listing of the runtime instead of one inspect per task: enqueue only tasks whose container is not where
+    // the last report left it (exited or gone while reported running, unknown containers, wanted but missing).
+    const list = await this.opts.runtime.list({ nodeId: this.opts.nodeId }, signal);
+    const byTask = new Map(list.map((c) => [c.taskId, c]));
+    for (const c of list) if (!this.containers.has(c.taskId)) this.containers.set(c.taskId, c.id);
+    for (const id of new Set([...this.assigned.keys(), ...this.containers.keys()])) {
+      const t = this.assigned.get(id);
+      const c = byTask.get(id);
+      const known = this.known.get(id);
+      const settled =
+        t !== undefined &&
+        (wantsContainer(t.desiredState)
+          ? (known !== undefined && isTerminal(known)) || (c?.state === 'running' && known === 'running') || (c?.state === 'created' && t.desiredState === 'ready')
+          : c === undefined || c.state !== 'running');
+      if (!settled) this.enqueue(id);
+    }
   }
 
   /** Waits for all queued work (for orderly shutdown and tests). */
@@ -150,34 +168,38 @@ export class TaskRunner {
 
   private async run(t: AssignedTask): Promise<void> {
     const { runtime } = this.opts;
-    const state = this.known.get(t.id) ?? t.state;
-    if (isTerminal(state)) return;
-    if (stateRank(state) < stateRank('accepted')) this.report(t.id, 'accepted');
+    const reported = this.known.get(t.id) ?? t.state;
+    if (isTerminal(reported)) return;
+    if (stateRank(reported) < stateRank('accepted')) this.report(t.id, 'accepted');
 
     let cid = this.containers.get(t.id);
+    let state: ContainerInfo['state'];
     if (cid === undefined) {
       this.report(t.id, 'preparing', { message: 'creating container' });
       try {
         cid = await runtime.create(this.configOf(t));
         this.containers.set(t.id, cid);
+        state = 'created';
       } catch (e) {
         const err = e instanceof Error ? e.message : String(e);
         this.report(t.id, e instanceof RuntimeError && e.permanent ? 'rejected' : 'failed', { error: err, message: 'could not create container' });
         return;
       }
+    } else {
+      const info = await runtime.inspect(cid);
+      state = info.state;
+      if (info.state === 'missing') {
+        this.containers.delete(t.id);
+        this.report(t.id, 'failed', { error: 'the container was removed from outside Shoal', message: 'container missing' });
+        return;
+      }
+      if (info.state === 'exited') {
+        const s = exitStatus(info);
+        this.report(t.id, s.state, { error: s.error, message: s.message, ...(info.exitCode === undefined ? {} : { exitCode: info.exitCode }) });
+        return;
+      }
     }
-    let info = await runtime.inspect(cid);
-    if (info.state === 'missing') {
-      this.containers.delete(t.id);
-      this.report(t.id, 'failed', { error: 'the container was removed from outside Shoal', message: 'container missing' });
-      return;
-    }
-    if (info.state === 'exited') {
-      const s = exitStatus(info);
-      this.report(t.id, s.state, { error: s.error, message: s.message, ...(info.exitCode === undefined ? {} : { exitCode: info.exitCode }) });
-      return;
-    }
-    if (info.state === 'created') {
+    if (state === 'created') {
       this.report(t.id, 'preparing', { message: 'container created' });
       if (t.desiredState !== 'running') return;
       this.report(t.id, 'starting');
@@ -187,13 +209,10 @@ export class TaskRunner {
         this.report(t.id, 'failed', { error: `could not start container: ${e instanceof Error ? e.message : String(e)}` });
         return;
       }
-      info = await runtime.inspect(cid);
     }
-    if (info.state === 'running') this.report(t.id, 'running', { message: 'running' });
-    else if (info.state === 'exited') {
-      const s = exitStatus(info);
-      this.report(t.id, s.state, { error: s.error, message: s.message, ...(info.exitCode === undefined ? {} : { exitCode: info.exitCode }) });
-    }
+    // Started (or found running). A process that exits right away is seen through the runtime's exit event
+    // (and resync), which re-examines the task; no inspect here, so a start costs the Engine one call.
+    this.report(t.id, 'running', { message: 'running' });
   }
 
   private configOf(t: AssignedTask): ContainerConfig {
