@@ -27,11 +27,12 @@ export const formatDuration = (ms: number): string => {
   return `${ms}ms`;
 };
 
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
 /** Parses a byte size like Docker does ("512m", "1.5G", "1024", "64KiB") into bytes. */
 export const parseBytes = (text: string, field = 'size'): number => {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?\s*$/i.exec(text);
+  // A unit letter may carry a "b" or "ib" suffix; a bare "b" means bytes. Nothing else ("1bb", "1ib") is a size.
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|b)?\s*$/i.exec(text);
   if (!m) throw invalid(field, `'${text}' is not a size (e.g. 64M, 1.5G)`);
   return Math.round(Number(m[1]) * (SIZE_UNITS[(m[2] ?? '').toLowerCase()] ?? 1));
 };

@@ -12,17 +12,22 @@ export interface Logger {
 }
 
 /** Field names whose values are always replaced before a line is written. */
-const SECRET_KEYS = /token|secret|password|authorization|credential|key$/i;
+const SECRET_KEYS = /token|secret|password|passphrase|authorization|credential|cookie|(api|private|access|signing|encryption)[-_]?key$/i;
 
-export const redact = (fields: Record<string, unknown>): Record<string, unknown> => {
+/** Replaces secret-named fields at any depth (bounded, so a cyclic object cannot loop). */
+export const redact = (fields: Record<string, unknown>, depth = 0): Record<string, unknown> => {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(fields)) {
     if (SECRET_KEYS.test(k)) out[k] = '[redacted]';
     else if (v instanceof Error) out[k] = v.message;
+    else if (Array.isArray(v)) out[k] = depth >= 5 ? '[…]' : v.map((x: unknown) => (isPlain(x) ? redact(x, depth + 1) : x));
+    else if (isPlain(v)) out[k] = depth >= 5 ? '[…]' : redact(v, depth + 1);
     else out[k] = v;
   }
   return out;
 };
+
+const isPlain = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype;
 
 export const createLogger = (opts: { level?: Level; write?: (line: string) => void; base?: Record<string, unknown> } = {}): Logger => {
   const min = LEVELS[opts.level ?? 'info'];

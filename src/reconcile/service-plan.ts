@@ -89,7 +89,9 @@ export const planService = (input: ServicePlanInput): ServicePlan => {
     for (const t of input.tasks) {
       // A task whose container is gone (or that never had a node, or whose node is gone) can be deleted at once;
       // otherwise its agent stops it and removes its container first, and reports when that is done.
-      const gone = (isTerminal(t.status.state) && t.status.containerId === '') || t.nodeId === '' || !nodeHealthy(input.nodes, t.nodeId);
+      // (A drained node is alive and removes containers like any other; only a down or unknown node cannot.)
+      const node = input.nodes.get(t.nodeId);
+      const gone = (isTerminal(t.status.state) && t.status.containerId === '') || !node || node.status.state === 'down';
       if (gone) plan.delete.push(t);
       else setDesired(t, 'remove');
     }
@@ -119,7 +121,9 @@ export const planService = (input: ServicePlanInput): ServicePlan => {
       // current task (desired running, state terminal), which is how `service ps` shows a slot that gave up.
       if (shouldRestart(policy, cur)) {
         const endedAt = taskTime(cur);
-        const history = [...cur.restartHistory.filter((t) => policy.windowMs === 0 || t >= endedAt - policy.windowMs), endedAt].slice(-100);
+        // Bounded, but never below maxAttempts: a shorter history would undercount and restart for ever.
+        const keep = Math.max(100, policy.maxAttempts);
+        const history = [...cur.restartHistory.filter((t) => policy.windowMs === 0 || t >= endedAt - policy.windowMs), endedAt].slice(-keep);
         const notBefore = endedAt + policy.delayMs;
         setDesired(cur, 'shutdown');
         plan.create.push(newTask(service, slot, { id: input.newId(), now, restartHistory: history, notBefore }));

@@ -97,7 +97,8 @@ export class WorkQueue {
         const n = (this.failures.get(key) ?? 0) + 1;
         this.failures.set(key, n);
         const delay = backoffDelay(n - 1, { baseMs: 20, maxMs: 5000 });
-        this.opts.logger.debug(`${this.name}: reconcile failed, retrying`, { key, attempt: n, delayMs: delay, error: e });
+        // Logged as `item`: the logger redacts fields whose name ends in "key".
+        this.opts.logger.debug(`${this.name}: reconcile failed, retrying`, { item: key, attempt: n, delayMs: delay, error: e });
         this.add(key, delay);
       } finally {
         this.processing.delete(key);
