@@ -2,12 +2,21 @@
 
 import { join } from 'node:path';
 import { DockerRuntime } from './docker/docker-runtime.js';
+import { ExecRuntime } from './exec/exec-runtime.js';
 import type { Runtime } from './runtime.js';
 
 export * from './runtime.js';
 export { DockerRuntime } from './docker/docker-runtime.js';
+export { ExecRuntime } from './exec/exec-runtime.js';
 
-export const createRuntime = (name: 'docker' | 'exec', opts: { dataDir: string; dockerSocket?: string }): Runtime => {
-  if (name === 'docker') return new DockerRuntime(opts.dockerSocket ? { socketPath: opts.dockerSocket } : {});
-  throw new Error(`runtime ${name} is not available yet (state dir would be ${join(opts.dataDir, 'exec')})`);
+export type RuntimeName = 'docker' | 'exec';
+
+/** The runtime of a node: `docker` talks to the Engine socket; `exec` keeps its state under DATA_DIR/exec. */
+export const createRuntime = (name: RuntimeName, opts: { dataDir: string; dockerSocket?: string }): Runtime => {
+  switch (name) {
+    case 'docker':
+      return new DockerRuntime(opts.dockerSocket ? { socketPath: opts.dockerSocket } : {});
+    case 'exec':
+      return new ExecRuntime({ dir: join(opts.dataDir, 'exec') });
+  }
 };

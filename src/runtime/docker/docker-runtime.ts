@@ -111,7 +111,9 @@ export class DockerRuntime implements Runtime {
           Memory: config.limits.memoryBytes,
           // Shoal replaces failed tasks with new ones; Docker must never restart a container in place.
           RestartPolicy: { Name: 'no' },
-          Init: false,
+          // tini as PID 1 forwards SIGTERM and reaps: a process that ignores signals as PID 1 (httpd, sleep) would
+          // otherwise only die at SIGKILL after the whole grace period (measured: stop in 0.2 s instead of 10 s).
+          Init: true,
         },
         ...(signal ? { abortSignal: signal } : {}),
       });
@@ -211,7 +213,7 @@ export class DockerRuntime implements Runtime {
   }
 
   async list(filter: { nodeId?: string } = {}, signal?: AbortSignal): Promise<ContainerInfo[]> {
-    const label = [LABELS.taskId];
+    const label: string[] = [LABELS.taskId];
     if (filter.nodeId !== undefined) label.push(`${LABELS.nodeId}=${filter.nodeId}`);
     let summaries: Docker.ContainerInfo[];
     try {

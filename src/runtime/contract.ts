@@ -1,0 +1,208 @@
+// The runtime contract: behaviour every Runtime (docker, exec, later sim) must show, as node:test suites that each
+// implementation's test file runs unchanged against its real backend.
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import { LABELS, RuntimeError, type ContainerConfig, type Runtime } from './runtime.js';
+
+export interface RuntimeHarness {
+  /** A new runtime instance on the same backend (a second one simulates an agent restart). */
+  open(): Runtime;
+  /** Image and command that run `script` with a POSIX shell. */
+  shell(script: string): { image: string; command: string[] };
+  /** Image and command that cannot run on this backend at all. */
+  missing: { image: string; command: string[] };
+}
+
+const within = async <T>(ms: number, what: string, p: Promise<T>): Promise<T> => {
+  let t: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`timed out after ${ms}ms: ${what}`)), ms)))]);
+  } finally {
+    clearTimeout(t);
+  }
+};
+
+const until = async (what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> => {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms}ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
+export const runtimeContract = (name: string, h: RuntimeHarness): void => {
+  describe(`runtime contract: ${name}`, () => {
+    const nodeId = `contract${randomBytes(6).toString('hex')}`;
+    const rt = h.open();
+    let n = 0;
+    const config = (run: { image: string; command: string[] }, over: Partial<ContainerConfig> = {}): ContainerConfig => ({
+      taskId: `t${randomBytes(8).toString('hex')}`,
+      serviceId: 'svc1',
+      serviceName: 'contract',
+      slot: ++n,
+      nodeId,
+      env: ['GREETING=hello'],
+      labels: { extra: 'yes' },
+      limits: { nanoCpus: 0, memoryBytes: 0 },
+      ...run,
+      ...over,
+    });
+    const started = async (script: string, over: Partial<ContainerConfig> = {}): Promise<{ id: string; cfg: ContainerConfig }> => {
+      const cfg = config(h.shell(script), over);
+      const id = await rt.create(cfg);
+      await rt.start(id);
+      return { id, cfg };
+    };
+
+    after(async () => {
+      for (const c of await rt.list({ nodeId })) await rt.remove(c.id);
+      await rt.close();
+    });
+
+    it('creates (not started), starts, and labels a container with its task, service, slot and node', async () => {
+      const cfg = config(h.shell('sleep 30'));
+      const id = await rt.create(cfg);
+      const created = await rt.inspect(id);
+      assert.equal(created.state, 'created');
+      await rt.start(id);
+      const info = await rt.inspect(id);
+      assert.equal(info.state, 'running');
+      assert.equal(info.taskId, cfg.taskId);
+      assert.equal(info.labels[LABELS.serviceId], 'svc1');
+      assert.equal(info.labels[LABELS.serviceName], 'contract');
+      assert.equal(info.labels[LABELS.slot], String(cfg.slot));
+      assert.equal(info.labels[LABELS.nodeId], nodeId);
+      assert.equal(info.labels.extra, 'yes');
+      await rt.remove(id);
+    });
+
+    it('reports exit codes: 0 and non-zero', async () => {
+      const ok = await started('exit 0');
+      const bad = await started('exit 3');
+      await until('both to exit', async () => (await rt.inspect(ok.id)).state === 'exited' && (await rt.inspect(bad.id)).state === 'exited');
+      assert.equal((await rt.inspect(ok.id)).exitCode, 0);
+      assert.equal((await rt.inspect(bad.id)).exitCode, 3);
+    });
+
+    it('passes the environment to the process', async () => {
+      const { id } = await started('echo "$GREETING world"');
+      await until('exit', async () => (await rt.inspect(id)).state === 'exited');
+      const lines = [];
+      for await (const l of rt.logs(id, { follow: false, signal: AbortSignal.timeout(5000) })) lines.push(l.line);
+      assert.deepEqual(lines, ['hello world']);
+    });
+
+    it('stops with SIGTERM, and with SIGKILL after the grace period when TERM is ignored', async () => {
+      const polite = await started('sleep 30');
+      const t0 = Date.now();
+      await rt.stop(polite.id, 5000);
+      assert.ok(Date.now() - t0 < 3000, 'a process that honours SIGTERM stops well before the grace period');
+      assert.equal((await rt.inspect(polite.id)).state, 'exited');
+      const stubborn = await started("trap '' TERM; while true; do sleep 0.1; done");
+      await new Promise((r) => setTimeout(r, 300));
+      const t1 = Date.now();
+      await rt.stop(stubborn.id, 1000);
+      const took = Date.now() - t1;
+      assert.ok(took >= 900, `waited the grace period (${took}ms)`);
+      assert.ok(took < 8000, `then killed (${took}ms)`);
+      const info = await rt.inspect(stubborn.id);
+      assert.equal(info.state, 'exited');
+      assert.notEqual(info.exitCode, 0);
+    });
+
+    it('removes; stop and remove are idempotent; a removed container is missing', async () => {
+      const { id } = await started('sleep 30');
+      await rt.remove(id);
+      assert.equal((await rt.inspect(id)).state, 'missing');
+      await rt.remove(id);
+      await rt.stop(id, 1000);
+    });
+
+    it('lists only the containers of the node asked for', async () => {
+      const mine = await started('sleep 30');
+      const other = await started('sleep 30', { nodeId: `${nodeId}x` });
+      try {
+        const ids = (await rt.list({ nodeId })).map((c) => c.id);
+        assert.ok(ids.includes(mine.id));
+        assert.ok(!ids.includes(other.id));
+        assert.ok((await rt.list()).some((c) => c.id === other.id), 'without a filter, every Shoal container');
+      } finally {
+        await rt.remove(other.id);
+        await rt.remove(mine.id);
+      }
+    });
+
+    it('lets a new instance (an agent restart) find, stop and remove what an earlier one started', async () => {
+      const { id, cfg } = await started('sleep 30');
+      const again = h.open();
+      try {
+        const found = (await again.list({ nodeId })).find((c) => c.taskId === cfg.taskId);
+        assert.equal(found?.id, id);
+        assert.equal(found?.state, 'running');
+        await again.stop(id, 2000);
+        assert.equal((await again.inspect(id)).state, 'exited');
+        await again.remove(id);
+        assert.equal((await rt.inspect(id)).state, 'missing');
+      } finally {
+        await again.close();
+      }
+    });
+
+    it('serves logs of stdout and stderr, with tail, and follows new lines', async () => {
+      const { id } = await started('echo one; echo two >&2; echo three; sleep 1; echo four; sleep 30');
+      await until('first lines', async () => {
+        const got = [];
+        for await (const l of rt.logs(id, { follow: false, signal: AbortSignal.timeout(5000) })) got.push(l);
+        return got.length >= 3;
+      });
+      const all = [];
+      for await (const l of rt.logs(id, { follow: false, signal: AbortSignal.timeout(5000) })) all.push(l);
+      assert.deepEqual(all.filter((l) => l.stream === 'stdout').map((l) => l.line).slice(0, 2), ['one', 'three']);
+      assert.deepEqual(all.filter((l) => l.stream === 'stderr').map((l) => l.line), ['two']);
+      const tail = [];
+      for await (const l of rt.logs(id, { follow: false, tail: 1, signal: AbortSignal.timeout(5000) })) if (l.stream === 'stdout') tail.push(l.line);
+      assert.equal(tail.length, 1);
+      const ctl = new AbortController();
+      const followed: string[] = [];
+      await within(10_000, 'a followed line', (async () => {
+        for await (const l of rt.logs(id, { follow: true, tail: 0, signal: ctl.signal })) {
+          followed.push(l.line);
+          if (l.line === 'four') break;
+        }
+      })());
+      ctl.abort();
+      assert.ok(followed.includes('four'));
+      await rt.remove(id);
+    });
+
+    it('reports exits as events', async () => {
+      const ctl = new AbortController();
+      const events = rt.events(ctl.signal)[Symbol.asyncIterator]();
+      const { id } = await started('sleep 0.5; exit 0');
+      try {
+        await within(10_000, 'an exit event', (async () => {
+          for (;;) {
+            const r = await events.next();
+            if (r.done) throw new Error('event stream ended');
+            if (r.value.containerId === id && r.value.state === 'exited') return;
+          }
+        })());
+      } finally {
+        ctl.abort();
+        await events.return?.();
+      }
+    });
+
+    it('rejects, as permanent, a task that can never run here', async () => {
+      await assert.rejects(rt.create(config(h.missing)), (e: unknown) => e instanceof RuntimeError && e.permanent);
+    });
+
+    it('reports its capacity', async () => {
+      const c = await rt.capacity();
+      assert.ok(c.nanoCpus >= 1e9);
+      assert.ok(c.memoryBytes > 64 * 1024 * 1024);
+    });
+  });
+};
