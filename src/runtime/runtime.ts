@@ -47,7 +47,7 @@ export interface LogLine {
 
 export interface LogOptions {
   follow: boolean;
-  /** Only the last N lines (undefined = all). */
+  /** Only the last N lines (undefined = all): across both streams where the runtime keeps one log, per stream where it keeps two. */
   tail?: number;
   /** Only lines at or after this epoch-ms time. */
   since?: number;
