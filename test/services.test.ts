@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { ApiError } from '../src/cli/client.js';
 import { waitConverged } from '../src/cli/converge.js';
 import { TEST_IMAGE, containersOfNode, docker, eventually, runningContainersOfService, startTestNode, type TestNode } from './helpers.js';
 
@@ -141,5 +142,50 @@ describe('services on a one-node Docker cluster', () => {
     for (const s of services) await node.client.removeService(s.id);
     await eventually('no container left on the node', async () => (await containersOfNode(node.nodeId)).length === 0, 30_000);
     assert.deepEqual(await node.client.listServices(), []);
+  });
+});
+
+describe('global services and node availability on one node', () => {
+  let node: TestNode;
+  before(async () => {
+    node = await startTestNode();
+  });
+  after(async () => {
+    await node?.destroy();
+  });
+
+  it('runs one task per node, removes it on drain and brings it back when active', async () => {
+    const s = await node.client.createService({ name: 'agent', mode: { global: {} }, task: { container: { image: TEST_IMAGE, command: ['sleep', '3600'] } } });
+    await waitConverged(node.client, 'agent', { desired: 'global', timeoutMs: 30_000 });
+    const [first] = await runningContainersOfService(s.id);
+    assert.equal(first?.Labels['shoal.node.id'], node.nodeId);
+    assert.equal(first?.Labels['shoal.task.slot'], '0');
+
+    await node.client.updateNode(node.nodeId, { availability: 'drain' });
+    await eventually('the task to be stopped on the drained node', async () => (await runningContainersOfService(s.id)).length === 0);
+    const [row] = await node.client.listNodes();
+    assert.equal(row?.availability, 'drain');
+
+    await node.client.updateNode(node.nodeId, { availability: 'active', labelAdd: { zone: 'eu' } });
+    await eventually('a new task once active again', async () => (await runningContainersOfService(s.id)).length === 1);
+    assert.deepEqual((await node.client.inspectNode(node.nodeId)).spec.labels, { zone: 'eu' });
+  });
+
+  it('keeps replicated tasks pending with the reason while no node is eligible', async () => {
+    await node.client.createService({ name: 'picky', task: { container: { image: TEST_IMAGE, command: ['sleep', '3600'] }, placement: { constraints: ['node.labels.zone==us'] } } });
+    const t = await eventually('the pending task to explain itself', async () => (await node.client.serviceTasks('picky')).find((x) => x.state === 'pending' && /no suitable node/.test(x.message)));
+    assert.match(t.message, /constraint node\.labels\.zone==us/);
+    await node.client.updateNode(node.nodeId, { labelAdd: { zone: 'us' } });
+    await waitConverged(node.client, 'picky', { desired: 1, timeoutMs: 30_000 });
+  });
+
+  it('changes the heartbeat period and validates node and cluster updates', async () => {
+    const c = await node.client.updateCluster({ heartbeatPeriodMs: 300 });
+    assert.equal(c.spec.heartbeatPeriodMs, 300);
+    assert.ok(!('auth' in c), 'credential digests are not shown');
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await node.client.listNodes())[0]?.status, 'ready', 'the node keeps up with the new period');
+    await assert.rejects(node.client.raw('POST', `/nodes/${node.nodeId}/update`, { availability: 'sleepy' }), (e: ApiError) => e.status === 400 && e.violations[0]?.field === 'availability');
+    await assert.rejects(node.client.updateCluster({ heartbeatPeriodMs: 1 }), (e: ApiError) => e.status === 400 && e.violations[0]?.field === 'heartbeatPeriodMs');
   });
 });

@@ -4,13 +4,15 @@
 // that reads right after a write sees it. Writes that must not race (unique names) go through one mutex.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ShoalError, invalid, notFound, type Node, type Service, type ServiceSpec, type Task } from '../core/index.js';
+import { ShoalError, invalid, notFound, type Cluster, type Node, type Service, type ServiceSpec, type Task } from '../core/index.js';
 import type { Clock } from '../lib/clock.js';
 import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { bearerToken, secretMatches } from '../lib/secrets.js';
 import {
   API_PREFIX,
+  clusterUpdateSchema,
+  nodeUpdateSchema,
   scaleRequestSchema,
   serviceSpecSchema,
   type InfoResponse,
@@ -75,7 +77,10 @@ export class Api {
       .add('GET', `${p}/services/:ref/logs`, (c) => this.serviceLogs(c))
       .add('GET', `${p}/tasks/:id`, async (c) => sendJson(c.res, 200, this.task(c.params.id)))
       .add('GET', `${p}/nodes`, async (c) => sendJson(c.res, 200, this.deps.cache.list('node').sort(byHostname).map(nodeRow)))
-      .add('GET', `${p}/nodes/:ref`, async (c) => sendJson(c.res, 200, this.node(c.params.ref)));
+      .add('GET', `${p}/nodes/:ref`, async (c) => sendJson(c.res, 200, this.node(c.params.ref)))
+      .add('POST', `${p}/nodes/:ref/update`, (c) => this.updateNode(c))
+      .add('GET', `${p}/cluster`, async (c) => sendJson(c.res, 200, this.clusterView()))
+      .add('POST', `${p}/cluster/update`, (c) => this.updateCluster(c));
   }
 
   /** The request listener for node:http. */
@@ -102,7 +107,7 @@ export class Api {
     if (!secretMatches(token, cluster.auth.adminTokenDigests)) throw new ShoalError('unauthenticated', 'invalid credentials: the token is not an admin token of this cluster');
   }
 
-  private cluster(): NonNullable<ReturnType<Cache['list']>[number]> & { kind: 'cluster' } {
+  private cluster(): Cluster {
     const c = this.deps.cache.list('cluster')[0];
     if (!c) throw new ShoalError('unavailable', 'the cluster is not initialized');
     return c;
@@ -165,9 +170,6 @@ export class Api {
     const parsed = serviceSpecSchema.safeParse(await readJson(c.req));
     if (!parsed.success) throw fromZod(parsed.error, 'service spec');
     const spec: ServiceSpec = parsed.data;
-    if ('global' in spec.mode) {
-      throw new ShoalError('invalid_argument', 'invalid mode: global services are not supported yet (they come with multi-node clusters)', { violations: [{ field: 'mode', reason: 'only replicated services are supported' }] });
-    }
     const service = await this.writes.run(async () => {
       if (this.deps.cache.list('service').some((s) => s.spec.name === spec.name)) {
         throw new ShoalError('already_exists', `service '${spec.name}' already exists`, { violations: [{ field: 'name', reason: 'a service with this name exists' }] });
@@ -282,6 +284,39 @@ export class Api {
       }),
     );
     c.res.end();
+  }
+
+  private async updateNode(c: RequestContext): Promise<void> {
+    const parsed = nodeUpdateSchema.safeParse(await readJson(c.req));
+    if (!parsed.success) throw fromZod(parsed.error, 'node update');
+    const u = parsed.data;
+    const updated = await this.retryOnConflict(async () => {
+      const n = this.node(c.params.ref);
+      const labels = { ...n.spec.labels, ...u.labelAdd };
+      for (const k of u.labelRm) delete labels[k];
+      const next: Node = { ...n, spec: { ...n.spec, labels, ...(u.availability ? { availability: u.availability } : {}) } };
+      return (await this.commit([{ op: 'update', object: next }], c.signal))[0] as Node;
+    });
+    this.deps.logger.info('node updated', { nodeId: updated.id, availability: updated.spec.availability });
+    sendJson(c.res, 200, updated);
+  }
+
+  /** The cluster object without its credentials (digests are not for clients either). */
+  private clusterView(): { id: string; meta: Cluster['meta']; spec: Cluster['spec'] } {
+    const { id, meta, spec } = this.cluster();
+    return { id, meta, spec };
+  }
+
+  private async updateCluster(c: RequestContext): Promise<void> {
+    const parsed = clusterUpdateSchema.safeParse(await readJson(c.req));
+    if (!parsed.success) throw fromZod(parsed.error, 'cluster update');
+    const u = parsed.data;
+    await this.retryOnConflict(async () => {
+      const cl = this.cluster();
+      const spec = { ...cl.spec, ...(u.heartbeatPeriodMs === undefined ? {} : { heartbeatPeriodMs: u.heartbeatPeriodMs }), ...(u.taskHistoryLimit === undefined ? {} : { taskHistoryLimit: u.taskHistoryLimit }) };
+      return this.commit([{ op: 'update', object: { ...cl, spec } }], c.signal);
+    });
+    sendJson(c.res, 200, this.clusterView());
   }
 
   // ------------------------------------------------------------ writes

@@ -1,6 +1,6 @@
 // Views: the stable listing rows the API returns, computed from stored objects.
 
-import { isTerminal, type Node, type Service, type Task } from '../core/index.js';
+import type { Node, Service, Task } from '../core/index.js';
 import type { NodeListItem, ServiceListItem, TaskListItem } from '../protocol/index.js';
 
 export const serviceRow = (s: Service, tasks: Task[]): ServiceListItem => {
@@ -45,6 +45,3 @@ export const nodeRow = (n: Node): NodeListItem => ({
   status: n.status.state,
   address: n.description.address,
 });
-
-/** Whether a task still holds (or may hold) a container, i.e. service rm is not finished while it exists. */
-export const holdsContainer = (t: Task): boolean => !isTerminal(t.status.state) || t.status.containerId !== '';

@@ -1,7 +1,7 @@
 // A typed HTTP client of the Shoal API, used by the CLI, the tests and the benchmarks.
 
-import { API_PREFIX, type ErrorBody, type InfoResponse, type LogEntry, type NodeListItem, type ServiceListItem, type ServiceSpecInput, type TaskListItem } from '../protocol/index.js';
-import type { Node, Service } from '../core/index.js';
+import { API_PREFIX, type ClusterUpdateRequest, type NodeUpdateRequest, type ErrorBody, type InfoResponse, type LogEntry, type NodeListItem, type ServiceListItem, type ServiceSpecInput, type TaskListItem } from '../protocol/index.js';
+import type { Cluster, Node, Service } from '../core/index.js';
 
 /** An error response of the API, with its stable code and field violations. */
 export class ApiError extends Error {
@@ -127,6 +127,18 @@ export class ShoalClient {
 
   listNodes(): Promise<NodeListItem[]> {
     return this.json('GET', '/nodes');
+  }
+
+  updateNode(ref: string, update: NodeUpdateRequest): Promise<Node> {
+    return this.json('POST', `/nodes/${encodeURIComponent(ref)}/update`, update);
+  }
+
+  inspectCluster(): Promise<{ id: string; spec: Cluster['spec'] }> {
+    return this.json('GET', '/cluster');
+  }
+
+  updateCluster(update: ClusterUpdateRequest): Promise<{ id: string; spec: Cluster['spec'] }> {
+    return this.json('POST', '/cluster/update', update);
   }
 
   inspectNode(ref: string): Promise<Node> {

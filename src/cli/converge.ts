@@ -17,7 +17,8 @@ const TERMINAL = new Set(['complete', 'failed', 'shutdown', 'rejected', 'orphane
 const live = (t: TaskListItem): boolean => t.desiredState === 'running' || t.desiredState === 'ready';
 
 export interface ConvergeOptions {
-  desired: number;
+  /** Running tasks wanted; 'global' means every live task (one per eligible node) running. */
+  desired: number | 'global';
   onProgress?: (p: Progress) => void;
   /** Give up with an error after this long (default 5 minutes). */
   timeoutMs?: number;
@@ -75,6 +76,7 @@ export const waitConverged = async (client: ShoalClient, ref: string, opts: Conv
   const limits = { settleMs: opts.settleMs ?? 1500, maxFailures: opts.maxFailures ?? 3, startedAt: Date.now() - 1000 };
   let last = '';
   let latest: TaskListItem[] = [];
+  let emptySince: number | undefined;
   // Re-evaluate now and then even without changes, so a problem that persists is noticed.
   const tick = setInterval(() => evaluate(), 250);
   let settle: (() => void) | undefined;
@@ -82,12 +84,18 @@ export const waitConverged = async (client: ShoalClient, ref: string, opts: Conv
   const evaluate = (): void => {
     const running = latest.filter((t) => live(t) && t.state === 'running').length;
     const liveCount = latest.filter(live).length;
-    const p = { desired: opts.desired, running };
-    const key = `${running}/${opts.desired}`;
+    const desired = opts.desired === 'global' ? liveCount : opts.desired;
+    const p = { desired, running };
+    const key = `${running}/${desired}`;
     if (key !== last) opts.onProgress?.(p);
     last = key;
-    if (running === opts.desired && liveCount === opts.desired) return settle?.();
-    const why = problem(latest, since, Date.now(), limits, failed);
+    // A global service has no tasks until the orchestrator has run; zero live tasks is not yet converged.
+    if (running === desired && liveCount === desired && (opts.desired !== 'global' || liveCount > 0)) return settle?.();
+    let why = problem(latest, since, Date.now(), limits, failed);
+    emptySince = opts.desired === 'global' && liveCount === 0 ? (emptySince ?? Date.now()) : undefined;
+    if (why === undefined && emptySince !== undefined && Date.now() - emptySince >= 2 * limits.settleMs) {
+      why = 'no node is eligible for this global service (all down, drained, or failing its constraints)';
+    }
     if (why !== undefined) fail?.(new ConvergeError(why));
   };
   try {

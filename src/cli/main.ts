@@ -6,7 +6,7 @@ import { ShoalError } from '../core/index.js';
 import { VERSION } from '../manager/version.js';
 import { ApiError } from './client.js';
 import { registerClusterCommands } from './commands/cluster.js';
-import { registerNodeCommands, registerServiceCommands } from './commands/service.js';
+import { registerClusterSettingsCommands, registerNodeCommands, registerServiceCommands } from './commands/service.js';
 
 const program = new Command('shoal')
   .description('Shoal: a container orchestrator — one command to a cluster that runs services of containers')
@@ -19,6 +19,7 @@ const program = new Command('shoal')
 registerClusterCommands(program);
 registerServiceCommands(program);
 registerNodeCommands(program);
+registerClusterSettingsCommands(program);
 
 /** Prints an error the way a user can act on it: what failed, and each field that was wrong. */
 const report = (e: unknown): number => {

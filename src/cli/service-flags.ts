@@ -5,6 +5,7 @@ import type { ServiceSpecInput } from '../protocol/index.js';
 
 export interface CreateFlags {
   name?: string;
+  mode?: string;
   replicas?: string;
   env: string[];
   label: string[];
@@ -44,6 +45,8 @@ const RESTART_CONDITIONS = ['none', 'on-failure', 'any'] as const;
 export const specFromFlags = (image: string, args: string[], f: CreateFlags): ServiceSpecInput => {
   if (!f.name) throw invalid('--name', 'a service name is required');
   for (const e of f.env) if (!/^[^=\s]+=/.test(e)) throw invalid('--env', `'${e}' is not KEY=VALUE`);
+  if (f.mode !== undefined && f.mode !== 'replicated' && f.mode !== 'global') throw invalid('--mode', `'${f.mode}' is not replicated or global`);
+  if (f.mode === 'global' && f.replicas !== undefined) throw invalid('--replicas', 'a global service runs one task per node; --replicas does not apply');
   const cond = f.restartCondition;
   if (cond !== undefined && !(RESTART_CONDITIONS as readonly string[]).includes(cond)) {
     throw invalid('--restart-condition', `'${cond}' is not one of ${RESTART_CONDITIONS.join(', ')}`);
@@ -75,7 +78,7 @@ export const specFromFlags = (image: string, args: string[], f: CreateFlags): Se
   return {
     name: f.name,
     labels: parsePairs(f.label, '--label'),
-    mode: { replicated: { replicas: f.replicas === undefined ? 1 : parseCount(f.replicas, '--replicas') } },
+    mode: f.mode === 'global' ? { global: {} } : { replicated: { replicas: f.replicas === undefined ? 1 : parseCount(f.replicas, '--replicas') } },
     task: {
       container: {
         image,

@@ -7,7 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { ShoalError, transition, type Node, type NodeDescription, type Task } from '../core/index.js';
+import { ShoalError, transition, type Cluster, type Node, type NodeDescription, type Task } from '../core/index.js';
 import type { Clock } from '../lib/clock.js';
 import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
@@ -130,6 +130,10 @@ export class Dispatcher implements HeartbeatSource, LogSource {
   run(signal: AbortSignal): void {
     const unsubscribe = this.opts.cache.subscribe((events) => {
       for (const ev of events) {
+        if (ev.object.kind === 'cluster' && (ev.prev as Cluster | undefined)?.spec.heartbeatPeriodMs !== ev.object.spec.heartbeatPeriodMs) {
+          // A new heartbeat period reaches agents as a fresh welcome, which resets their heartbeat timer.
+          for (const s of this.sessions.values()) this.send(s, { type: 'welcome', nodeId: s.nodeId, heartbeatPeriodMs: ev.object.spec.heartbeatPeriodMs });
+        }
         if (!affectsAssignment(ev)) continue;
         const t = ev.object as Task;
         if (t.nodeId) this.markDirty(t.nodeId);

@@ -106,6 +106,25 @@ export type ServiceSpecInput = z.input<typeof serviceSpecSchema>;
 const _specMatches = (s: z.output<typeof serviceSpecSchema>): ServiceSpec => s;
 void _specMatches;
 
+/** `shoal node update`: availability and label changes (applied in that order: add, then remove). */
+export const nodeUpdateSchema = z
+  .object({
+    availability: z.enum(['active', 'pause', 'drain']).optional(),
+    labelAdd: labels.default({}),
+    labelRm: z.array(z.string().min(1)).default([]),
+  })
+  .strict();
+export type NodeUpdateRequest = z.input<typeof nodeUpdateSchema>;
+
+/** `shoal cluster update`: cluster-wide settings. */
+export const clusterUpdateSchema = z
+  .object({
+    heartbeatPeriodMs: z.number().int().min(50).max(60_000).optional(),
+    taskHistoryLimit: z.number().int().min(0).max(100).optional(),
+  })
+  .strict();
+export type ClusterUpdateRequest = z.input<typeof clusterUpdateSchema>;
+
 export const scaleRequestSchema = z.object({ replicas: nonNegInt.max(100_000) }).strict();
 export type ScaleRequest = z.input<typeof scaleRequestSchema>;
 

@@ -44,8 +44,10 @@ export class ServiceController {
     for (const ev of events) {
       if (ev.kind === 'service') this.queue.add(ev.id);
       else if (ev.kind === 'task' && ev.object.kind === 'task') this.queue.add(ev.object.serviceId);
-      else if (ev.kind === 'node' && ev.object.kind === 'node' && this.nodeHealthChanged(ev.object, ev.prev)) {
-        for (const t of this.ctx.cache.tasksOfNode(ev.id)) this.queue.add(t.serviceId);
+      else if (ev.kind === 'node' && ev.object.kind === 'node') {
+        if (this.nodeHealthChanged(ev.object, ev.prev)) for (const t of this.ctx.cache.tasksOfNode(ev.id)) this.queue.add(t.serviceId);
+        // Global services follow nodes as they join, leave, or change labels and availability.
+        for (const s of this.ctx.cache.list('service')) if ('global' in s.spec.mode) this.queue.add(s.id);
       }
     }
   }

@@ -470,3 +470,46 @@ describe('planService: properties', () => {
     );
   });
 });
+
+describe('planService: global services', () => {
+  const globalService = (constraints: Service['spec']['task']['placement']['constraints'] = []): Service => {
+    const s = makeService();
+    return { ...s, spec: { ...s.spec, mode: { global: {} }, task: { ...s.spec.task, placement: { constraints, preferences: [] } } } };
+  };
+
+  it('creates one task pinned to each node that is not down, drained or paused', () => {
+    const p = plan({ service: globalService(), tasks: [] });
+    assert.deepEqual(p.create.map((t) => t.nodeId).sort(), ['n1', 'n2']);
+    assert.ok(p.create.every((t) => t.slot === 0 && t.status.state === 'pending' && t.desiredState === 'running'));
+  });
+
+  it('honours constraints', () => {
+    const p = plan({ service: globalService([{ key: 'node.id', op: '!=', value: 'n2' }]), tasks: [] });
+    assert.deepEqual(p.create.map((t) => t.nodeId), ['n1']);
+  });
+
+  it('keeps the task of a paused node but does not add one; shuts down tasks of drained and down nodes', () => {
+    const tasks = [
+      task('a', { slot: 0, nodeId: 'n1' }),
+      task('b', { slot: 0, nodeId: 'n2' }),
+      task('p', { slot: 0, nodeId: 'paused' }),
+      task('d', { slot: 0, nodeId: 'drained' }),
+      task('x', { slot: 0, nodeId: 'down' }),
+    ];
+    const p = plan({ service: globalService(), tasks });
+    assert.deepEqual(p.create, []);
+    assert.deepEqual(p.update.map((t) => [t.id, t.desiredState]).sort(), [['d', 'shutdown'], ['x', 'shutdown']]);
+  });
+
+  it('follows a node that joins', () => {
+    const nodes = new Map([...NODES, ['n3', makeNode('n3')]]);
+    const p = plan({ service: globalService(), nodes, tasks: [task('a', { slot: 0, nodeId: 'n1' }), task('b', { slot: 0, nodeId: 'n2' })] });
+    assert.deepEqual(p.create.map((t) => t.nodeId), ['n3']);
+  });
+
+  it('restarts a failed task on the same node, per the restart policy', () => {
+    const p = plan({ service: globalService(), tasks: [task('a', { slot: 0, nodeId: 'n1', state: 'failed' }), task('b', { slot: 0, nodeId: 'n2' })] });
+    assert.deepEqual(p.create.map((t) => t.nodeId), ['n1']);
+    assert.deepEqual(p.update.map((t) => [t.id, t.desiredState]), [['a', 'shutdown']]);
+  });
+});

@@ -1,8 +1,9 @@
 // The service plan: a pure function from a service and its tasks to the task writes that converge them.
-// It covers the replicated orchestrator (one live task per slot), the restart supervisor (restart policy with
-// delay, attempts and window) and the task reaper (bounded history of dead tasks per slot).
+// It covers the replicated orchestrator (one live task per slot), the global orchestrator (one live task per
+// eligible node), the restart supervisor (restart policy with delay, attempts and window) and the task reaper
+// (bounded history of dead tasks per slot or node).
 
-import { isTerminal, type Node, type RestartPolicy, type Service, type Task } from '../core/index.js';
+import { isTerminal, matchConstraint, type Node, type RestartPolicy, type Service, type Task } from '../core/index.js';
 
 export interface ServicePlanInput {
   serviceId: string;
@@ -75,6 +76,27 @@ const better = (a: Task, b: Task): number => {
   return run(b) - run(a) || b.meta.createdAt.localeCompare(a.meta.createdAt);
 };
 
+/** Replicated: slots 1..N, each one a task should exist for. */
+const replicatedSlots = (service: Service): Map<string, boolean> => {
+  const n = 'replicated' in service.spec.mode ? service.spec.mode.replicated.replicas : 0;
+  return new Map(Array.from({ length: n }, (_, i) => [String(i + 1), true]));
+};
+
+/**
+ * Global: every node that is not down or drained and meets the constraints. A paused node keeps the task it has
+ * but gets no new one (the value says whether a task may be created).
+ */
+const globalNodes = (service: Service, nodes: ReadonlyMap<string, Node>, groups: ReadonlyMap<string, Task[]>): Map<string, boolean> => {
+  const out = new Map<string, boolean>();
+  for (const n of nodes.values()) {
+    if (n.status.state === 'down' || n.spec.availability === 'drain') continue;
+    if (!service.spec.task.placement.constraints.every((c) => matchConstraint(n, c))) continue;
+    if (n.spec.availability === 'pause' && !(groups.get(n.id) ?? []).some(isLive)) continue;
+    out.set(n.id, n.spec.availability === 'active');
+  }
+  return out;
+};
+
 export const planService = (input: ServicePlanInput): ServicePlan => {
   const plan: ServicePlan = { create: [], update: [], delete: [] };
   const { service, now } = input;
@@ -98,59 +120,66 @@ export const planService = (input: ServicePlanInput): ServicePlan => {
     return plan;
   }
 
-  const replicas = 'replicated' in service.spec.mode ? service.spec.mode.replicated.replicas : 0;
-  const bySlot = new Map<number, Task[]>();
+  // Tasks are grouped by what they stand for: a slot (replicated: 1..N) or a node (global: one task per eligible
+  // node, slot 0). Each group has at most one live task; the same restart and reaper rules apply to both.
+  const global = 'global' in service.spec.mode;
+  const keyOf = (t: Task): string => (global ? t.nodeId : String(t.slot));
+  const groups = new Map<string, Task[]>();
   for (const t of input.tasks) {
-    let s = bySlot.get(t.slot);
-    if (!s) bySlot.set(t.slot, (s = []));
-    s.push(t);
+    const k = keyOf(t);
+    let g = groups.get(k);
+    if (!g) groups.set(k, (g = []));
+    g.push(t);
   }
+  const wanted = global ? globalNodes(service, input.nodes, groups) : replicatedSlots(service);
+  const fresh = (key: string, opts: { restartHistory?: number[]; notBefore?: number } = {}): Task =>
+    global ? newTask(service, 0, { id: input.newId(), now, nodeId: key, ...opts }) : newTask(service, Number(key), { id: input.newId(), now, ...opts });
   const policy = service.spec.task.restartPolicy;
 
-  for (let slot = 1; slot <= replicas; slot++) {
-    const tasks = bySlot.get(slot) ?? [];
+  for (const [key, mayCreate] of wanted) {
+    const tasks = groups.get(key) ?? [];
     const live = tasks.filter(isLive).sort(better);
     const [cur, ...extra] = live;
-    // More than one live task in a slot happens only around a handover; keep the best one.
+    // More than one live task in a group happens only around a handover; keep the best one.
     for (const t of extra) setDesired(t, 'shutdown');
 
     if (!cur) {
-      plan.create.push(newTask(service, slot, { id: input.newId(), now }));
+      if (mayCreate) plan.create.push(fresh(key));
     } else if (isTerminal(cur.status.state)) {
-      // The task ended while wanted: the restart supervisor decides. A task it gives up on stays the slot's
+      // The task ended while wanted: the restart supervisor decides. A task it gives up on stays the group's
       // current task (desired running, state terminal), which is how `service ps` shows a slot that gave up.
-      if (shouldRestart(policy, cur)) {
+      if (mayCreate && shouldRestart(policy, cur)) {
         const endedAt = taskTime(cur);
         // Bounded, but never below maxAttempts: a shorter history would undercount and restart for ever.
         const keep = Math.max(100, policy.maxAttempts);
         const history = [...cur.restartHistory.filter((t) => policy.windowMs === 0 || t >= endedAt - policy.windowMs), endedAt].slice(-keep);
         const notBefore = endedAt + policy.delayMs;
         setDesired(cur, 'shutdown');
-        plan.create.push(newTask(service, slot, { id: input.newId(), now, restartHistory: history, notBefore }));
+        plan.create.push(fresh(key, { restartHistory: history, notBefore }));
         if (notBefore > now) due(notBefore - now);
       }
-    } else if (cur.nodeId !== '' && !nodeHealthy(input.nodes, cur.nodeId)) {
+    } else if (!global && cur.nodeId !== '' && !nodeHealthy(input.nodes, cur.nodeId)) {
       // Its node died or is drained: replace it now, elsewhere. Not a failure of the task: no restart delay.
       setDesired(cur, 'shutdown');
-      plan.create.push(newTask(service, slot, { id: input.newId(), now, restartHistory: cur.restartHistory }));
+      plan.create.push(fresh(key, { restartHistory: cur.restartHistory }));
     } else if (cur.desiredState === 'ready') {
       if (now >= cur.notBefore) setDesired(cur, 'running');
       else due(cur.notBefore - now);
     }
   }
 
-  // Slots beyond the replica count: stop their live tasks (scale down).
-  for (const [slot, tasks] of bySlot) {
-    if (slot <= replicas) continue;
+  // Groups no longer wanted (slots beyond the replica count, nodes no longer eligible): stop their live tasks.
+  for (const [key, tasks] of groups) {
+    if (wanted.has(key)) continue;
     for (const t of tasks) {
       if (isLive(t)) setDesired(t, 'shutdown');
     }
   }
 
   // The reaper: dead tasks (not live) that never reached a node are deleted at once; finished ones are kept as
-  // history, at most `historyLimit` per slot, and none for slots beyond the replica count.
+  // history, at most `historyLimit` per group, and none for groups no longer wanted.
   const updated = new Map(plan.update.map((t) => [t.id, t]));
-  for (const [slot, tasks] of bySlot) {
+  for (const [key, tasks] of groups) {
     const dead = tasks
       .map((t) => updated.get(t.id) ?? t)
       .filter((t) => !isLive(t))
@@ -159,7 +188,7 @@ export const planService = (input: ServicePlanInput): ServicePlan => {
     for (const t of dead) {
       const finished = isTerminal(t.status.state) || t.nodeId === '' || !input.nodes.has(t.nodeId);
       if (!finished) continue;
-      if (slot <= replicas && t.nodeId !== '' && kept < input.historyLimit) {
+      if (wanted.has(key) && t.nodeId !== '' && kept < input.historyLimit) {
         kept++;
         continue;
       }

@@ -1,12 +1,13 @@
 // `shoal service …`: create, ls, ps, scale, inspect, logs, rm.
 
 import type { Command } from 'commander';
+import { parseDuration } from '../../core/index.js';
 import type { TaskListItem } from '../../protocol/index.js';
 import type { ShoalClient } from '../client.js';
 import { clientFor } from '../context.js';
 import { ConvergeError, waitConverged, waitRemoved, type Progress } from '../converge.js';
 import { ago, parseFormat, printJson, printTable, shortId } from '../output.js';
-import { parseCount, specFromFlags, type CreateFlags } from '../service-flags.js';
+import { parseCount, parsePairs, specFromFlags, type CreateFlags } from '../service-flags.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -29,7 +30,7 @@ const progressPrinter = (name: string): { update: (p: Progress) => void; done: (
 };
 
 /** Waits for convergence with progress; turns a failure into an error that says why and how to look further. */
-const converge = async (client: ShoalClient, name: string, desired: number): Promise<void> => {
+const converge = async (client: ShoalClient, name: string, desired: number | 'global'): Promise<void> => {
   const pp = progressPrinter(name);
   try {
     await waitConverged(client, name, { desired, onProgress: pp.update });
@@ -55,6 +56,7 @@ export const registerServiceCommands = (program: Command): void => {
     .argument('[command...]')
     .passThroughOptions()
     .option('--name <name>', 'service name')
+    .option('--mode <mode>', 'replicated (default) or global (one task per eligible node)')
     .option('--replicas <n>', 'number of tasks (default 1)')
     .option('-e, --env <KEY=VALUE>', 'environment variable (repeatable)', collect, [])
     .option('--label <KEY=VALUE>', 'service label (repeatable)', collect, [])
@@ -76,8 +78,7 @@ export const registerServiceCommands = (program: Command): void => {
       const created = await client.createService(spec);
       process.stdout.write(`${created.id}\n`);
       if (flags.detach) return;
-      const replicas = 'replicated' in created.spec.mode ? created.spec.mode.replicated.replicas : 0;
-      await converge(client, created.spec.name, replicas);
+      await converge(client, created.spec.name, 'replicated' in created.spec.mode ? created.spec.mode.replicated.replicas : 'global');
     });
 
   service
@@ -186,6 +187,26 @@ export const registerServiceCommands = (program: Command): void => {
     });
 };
 
+export const registerClusterSettingsCommands = (program: Command): void => {
+  const cluster = program.command('cluster').description('cluster-wide settings');
+  cluster
+    .command('inspect')
+    .description('show the cluster settings as JSON')
+    .action(async (_flags: unknown, cmd: Command) => printJson(await clientOf(cmd).inspectCluster()));
+  cluster
+    .command('update')
+    .description('change cluster settings')
+    .option('--heartbeat-period <duration>', 'how often agents heartbeat (a node is down after 3 missed periods)')
+    .option('--task-history-limit <n>', 'dead tasks kept per slot')
+    .action(async (flags: { heartbeatPeriod?: string; taskHistoryLimit?: string }, cmd: Command) => {
+      const c = await clientOf(cmd).updateCluster({
+        ...(flags.heartbeatPeriod === undefined ? {} : { heartbeatPeriodMs: parseDuration(flags.heartbeatPeriod, '--heartbeat-period') }),
+        ...(flags.taskHistoryLimit === undefined ? {} : { taskHistoryLimit: parseCount(flags.taskHistoryLimit, '--task-history-limit') }),
+      });
+      printJson(c);
+    });
+};
+
 export const registerNodeCommands = (program: Command): void => {
   const node = program.command('node').description('manage nodes');
   node
@@ -201,6 +222,19 @@ export const registerNodeCommands = (program: Command): void => {
         ['ID', 'HOSTNAME', 'STATUS', 'AVAILABILITY', 'ROLE', 'ADDRESS'],
         rows.map((n) => [`${shortId(n.id)}${n.id === info.nodeId ? ' *' : ''}`, n.hostname, n.status, n.availability, n.role, n.address]),
       );
+    });
+  node
+    .command('update')
+    .description('change a node: availability (active, pause, drain) and labels')
+    .argument('<node>')
+    .option('--availability <availability>', 'active, pause or drain')
+    .option('--label-add <KEY=VALUE>', 'add or change a node label (repeatable)', collect, [])
+    .option('--label-rm <KEY>', 'remove a node label (repeatable)', collect, [])
+    .action(async (ref: string, flags: { availability?: string; labelAdd: string[]; labelRm: string[] }, cmd: Command) => {
+      const a = flags.availability;
+      if (a !== undefined && a !== 'active' && a !== 'pause' && a !== 'drain') throw new Error(`invalid --availability '${a}': use active, pause or drain`);
+      const n = await clientOf(cmd).updateNode(ref, { ...(a ? { availability: a } : {}), labelAdd: parsePairs(flags.labelAdd, '--label-add'), labelRm: flags.labelRm });
+      process.stdout.write(`${n.id}\n`);
     });
   node
     .command('inspect')
