@@ -4,15 +4,17 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
-import { LABELS, RuntimeError, type ContainerConfig, type Runtime } from './runtime.js';
+import { LABELS, RuntimeError, type ContainerConfig, type ContainerInfo, type ContainerState, type Runtime } from './runtime.js';
 
 export interface RuntimeHarness {
   /** A new runtime instance on the same backend (a second one simulates an agent restart). */
   open(): Runtime;
   /** Image and command that run `script` with a POSIX shell. */
   shell(script: string): { image: string; command: string[] };
-  /** Image and command that cannot run on this backend at all. */
-  missing: { image: string; command: string[] };
+  /** Image and command that cannot run on this backend at all; the error must name `name`. */
+  missing: { image: string; command: string[]; name: string };
+  /** Labels put on every container the suite makes, so the test file can remove them all whatever happens. */
+  labels: Record<string, string>;
 }
 
 const within = async <T>(ms: number, what: string, p: Promise<T>): Promise<T> => {
@@ -23,6 +25,9 @@ const within = async <T>(ms: number, what: string, p: Promise<T>): Promise<T> =>
     clearTimeout(t);
   }
 };
+
+/** The part of an inspection that says how a container ended. */
+const pick = (i: ContainerInfo): { state: ContainerState; exitCode: number | undefined } => ({ state: i.state, exitCode: i.exitCode });
 
 const until = async (what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> => {
   const deadline = Date.now() + ms;
@@ -44,7 +49,7 @@ export const runtimeContract = (name: string, h: RuntimeHarness): void => {
       slot: ++n,
       nodeId,
       env: ['GREETING=hello'],
-      labels: { extra: 'yes' },
+      labels: { ...h.labels, extra: 'yes' },
       limits: { nanoCpus: 0, memoryBytes: 0 },
       ...run,
       ...over,
@@ -56,8 +61,9 @@ export const runtimeContract = (name: string, h: RuntimeHarness): void => {
       return { id, cfg };
     };
 
+    const ours = (labels: Record<string, string>): boolean => Object.entries(h.labels).every(([k, v]) => labels[k] === v);
     after(async () => {
-      for (const c of await rt.list({ nodeId })) await rt.remove(c.id);
+      for (const c of await rt.list()) if (ours(c.labels)) await rt.remove(c.id);
       await rt.close();
     });
 
@@ -99,7 +105,7 @@ export const runtimeContract = (name: string, h: RuntimeHarness): void => {
       const t0 = Date.now();
       await rt.stop(polite.id, 5000);
       assert.ok(Date.now() - t0 < 3000, 'a process that honours SIGTERM stops well before the grace period');
-      assert.equal((await rt.inspect(polite.id)).state, 'exited');
+      assert.deepEqual(pick(await rt.inspect(polite.id)), { state: 'exited', exitCode: 128 + 15 });
       const stubborn = await started("trap '' TERM; while true; do sleep 0.1; done");
       await new Promise((r) => setTimeout(r, 300));
       const t1 = Date.now();
@@ -107,9 +113,14 @@ export const runtimeContract = (name: string, h: RuntimeHarness): void => {
       const took = Date.now() - t1;
       assert.ok(took >= 900, `waited the grace period (${took}ms)`);
       assert.ok(took < 8000, `then killed (${took}ms)`);
-      const info = await rt.inspect(stubborn.id);
-      assert.equal(info.state, 'exited');
-      assert.notEqual(info.exitCode, 0);
+      assert.deepEqual(pick(await rt.inspect(stubborn.id)), { state: 'exited', exitCode: 128 + 9 });
+    });
+
+    it('records the code a process exits with when it handles SIGTERM itself', async () => {
+      const { id } = await started("trap 'exit 5' TERM; while true; do sleep 0.1; done");
+      await new Promise((r) => setTimeout(r, 300));
+      await rt.stop(id, 5000);
+      assert.deepEqual(pick(await rt.inspect(id)), { state: 'exited', exitCode: 5 });
     });
 
     it('removes; stop and remove are idempotent; a removed container is missing', async () => {
@@ -118,6 +129,19 @@ export const runtimeContract = (name: string, h: RuntimeHarness): void => {
       assert.equal((await rt.inspect(id)).state, 'missing');
       await rt.remove(id);
       await rt.stop(id, 1000);
+      const never = await rt.create(config(h.shell('sleep 30')));
+      await rt.stop(never, 1000);
+      assert.equal((await rt.inspect(never)).state, 'created', 'stopping a container that never started leaves it created');
+      await rt.remove(never);
+      assert.equal((await rt.inspect(never)).state, 'missing');
+    });
+
+    it('creates once per task: a repeated create (an agent retrying after a crash) returns the same container', async () => {
+      const cfg = config(h.shell('sleep 30'));
+      const id = await rt.create(cfg);
+      assert.equal(await rt.create(cfg), id);
+      assert.equal((await rt.list({ nodeId })).filter((c) => c.taskId === cfg.taskId).length, 1);
+      await rt.remove(id);
     });
 
     it('lists only the containers of the node asked for', async () => {
@@ -134,9 +158,12 @@ export const runtimeContract = (name: string, h: RuntimeHarness): void => {
       }
     });
 
-    it('lets a new instance (an agent restart) find, stop and remove what an earlier one started', async () => {
+    it('lets a new instance (an agent restart) find, stop and remove what an earlier one started, and learn its exit code', async () => {
       const { id, cfg } = await started('sleep 30');
+      const later = await started('sleep 1; exit 7');
       const again = h.open();
+      const ctl = new AbortController();
+      const events = again.events(ctl.signal)[Symbol.asyncIterator]();
       try {
         const found = (await again.list({ nodeId })).find((c) => c.taskId === cfg.taskId);
         assert.equal(found?.id, id);
@@ -144,8 +171,18 @@ export const runtimeContract = (name: string, h: RuntimeHarness): void => {
         await again.stop(id, 2000);
         assert.equal((await again.inspect(id)).state, 'exited');
         await again.remove(id);
-        assert.equal((await rt.inspect(id)).state, 'missing');
+        assert.equal((await again.inspect(id)).state, 'missing');
+        await within(10_000, 'the exit event of a process the earlier instance started', (async () => {
+          for (;;) {
+            const r = await events.next();
+            if (r.done) throw new Error('event stream ended');
+            if (r.value.containerId === later.id && r.value.state === 'exited') return;
+          }
+        })());
+        assert.deepEqual(pick(await again.inspect(later.id)), { state: 'exited', exitCode: 7 });
       } finally {
+        ctl.abort();
+        await events.return?.();
         await again.close();
       }
     });
@@ -179,6 +216,21 @@ export const runtimeContract = (name: string, h: RuntimeHarness): void => {
       await rt.remove(id);
     });
 
+    it('serves only lines written at or after `since`', async () => {
+      const { id } = await started('echo early; echo early-err >&2; sleep 30');
+      const read = async (since: number): Promise<string[]> => {
+        const got = [];
+        for await (const l of rt.logs(id, { follow: false, since, signal: AbortSignal.timeout(5000) })) got.push(l.line);
+        return got.sort();
+      };
+      await until('both lines', async () => (await read(0)).length === 2);
+      // Both lines were written before they could be read, so nothing is at or after a moment later than that.
+      const mark = Date.now() + 1;
+      assert.deepEqual(await read(mark), []);
+      assert.deepEqual(await read(mark - 60_000), ['early', 'early-err']);
+      await rt.remove(id);
+    });
+
     it('reports exits as events', async () => {
       const ctl = new AbortController();
       const events = rt.events(ctl.signal)[Symbol.asyncIterator]();
@@ -198,7 +250,13 @@ export const runtimeContract = (name: string, h: RuntimeHarness): void => {
     });
 
     it('rejects, as permanent, a task that can never run here', async () => {
-      await assert.rejects(rt.create(config(h.missing)), (e: unknown) => e instanceof RuntimeError && e.permanent);
+      const { name: what, ...run } = h.missing;
+      await assert.rejects(rt.create(config(run)), (e: unknown) => {
+        assert.ok(e instanceof RuntimeError, `a RuntimeError, not ${String(e)}`);
+        assert.equal(e.permanent, true);
+        assert.ok(e.message.includes(what), `the message names '${what}': ${e.message}`);
+        return true;
+      });
     });
 
     it('reports its capacity', async () => {

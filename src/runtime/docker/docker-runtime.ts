@@ -121,10 +121,11 @@ export class DockerRuntime implements Runtime {
     } catch (e) {
       const status = statusOf(e);
       if (status === 404) {
-        throw new RuntimeError(`image '${config.image}' not found on this node: ${engineMessage(e)}`, {
-          permanent: true,
-          cause: e,
-        });
+        // Shoal never pulls: nodes may have no registry in reach, and a pull would stall the task for minutes.
+        throw new RuntimeError(
+          `image ${config.image} not found on this node; Shoal does not pull images, so load or build it on the node first (${engineMessage(e)})`,
+          { permanent: true, cause: e },
+        );
       }
       if (status === 409) return this.adoptByName(name, config, signal, e);
       if (status === 400) {

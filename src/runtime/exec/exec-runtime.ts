@@ -1,29 +1,48 @@
 // The exec runtime: runs each task as a plain process group on the host, for hosts without a Docker Engine.
 //
-// A "container" is a directory under `dir`: config.json (labels, argv, env), stdout.log/stderr.log, `pid` (pid and
+// A "container" is a directory under `dir`/containers, named by a digest of the task id (so a create retried after a
+// crash finds what it made): config.json (labels incl. shoal.*, argv, env), stdout.log/stderr.log, `pid` (pid and
 // start time, written at start) and `exit` (the exit code, written by a small /bin/sh wrapper when the task's process
-// ends). Processes run in their own process group, detached from the agent, so they outlive an agent restart and the
-// next agent adopts them by reading the directories; the wrapper records the exit code even when nobody is waiting.
+// ends). Each task runs in its own session and process group, detached from the agent, so it outlives an agent
+// restart and the next agent adopts it by reading the directories; the wrapper records the exit code even when no
+// runtime instance is waiting on the process.
 //
-// What it does not do: images are not unpacked (the task's command runs on the host; with no command, the image
-// name is taken as the program), resource limits are not enforced, and log lines carry no timestamps (`since` is
-// ignored).
+// Choices and limits, compared with Docker:
+// - `command` is the argv, run on the host; with no command, the image name is taken as the program (so an image
+//   field like "/usr/bin/busybox" still works). Nothing is unpacked or pulled.
+// - Resource limits are not enforced (the scheduler still counts reservations).
+// - When the main process ends, the rest of its process group is killed, as Docker ends a container's other processes.
+// - Background jobs of a non-interactive shell ignore SIGINT, so tasks do too; stop uses SIGTERM, which they get.
+// - Log lines carry no timestamps: `tail` counts lines per stream, and `since` is honoured through the log files'
+//   modification times — lines read from a file last written before `since` are skipped, followed lines are new —
+//   so the first read may include some older lines of a file that was also written after `since`.
 
-import { randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdirSync, openSync, closeSync } from 'node:fs';
-import { mkdir, readFile, readdir, rm, writeFile, rename } from 'node:fs/promises';
+import { accessSync, closeSync, constants, mkdirSync, openSync } from 'node:fs';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { sleep } from '../../lib/abort.js';
-import { LABELS, labelsFor, RuntimeError, type ContainerConfig, type ContainerInfo, type LogLine, type LogOptions, type Runtime, type RuntimeEvent } from '../runtime.js';
+import {
+  LABELS,
+  labelsFor,
+  RuntimeError,
+  type ContainerConfig,
+  type ContainerInfo,
+  type ContainerState,
+  type LogLine,
+  type LogOptions,
+  type Runtime,
+  type RuntimeEvent,
+} from '../runtime.js';
 import { LineReader, fileSize, tailOffset } from './log-files.js';
-import { groupMembers, readStat, readStatSync, signalPid } from './proc.js';
+import { groupMembers, ignoresSignal, readStat, readStatSync, signalPid } from './proc.js';
 
 export interface ExecRuntimeOptions {
-  /** Where container directories live. */
+  /** Where container directories live (under `dir`/containers). */
   dir: string;
-  /** How often exits of adopted processes are looked for, in ms (default 200). */
+  /** How often exits of processes are looked for by events() and followed logs, in ms (default 200). */
   pollMs?: number;
 }
 
@@ -35,16 +54,26 @@ interface StoredConfig {
 }
 
 /**
- * Runs "$@" as a child, forwards TERM/INT to it, waits for it (again after each trapped signal), and writes its exit
- * status atomically to $0. `trap` keeps the wrapper alive through the group SIGTERM so the code is recorded.
+ * Runs "$@" as a background child, then ignores SIGTERM itself (the child was forked before, so it keeps the default
+ * action; a group SIGTERM reaches it directly), waits once — an ignored signal cannot interrupt `wait`, so the status
+ * is the child's own — writes the code to $0, and kills what is left of its process group. Only builtins after the
+ * child starts: the task's PATH may not hold mv or kill. A single short `echo` is one write, so a reader sees the file
+ * empty or whole; a wrapper SIGKILLed after the grace period writes nothing.
  */
 const WRAPPER = `"$@" & child=$!
-trap 'kill -TERM $child 2>/dev/null' TERM INT
+trap '' TERM
 wait $child; code=$?
-while kill -0 $child 2>/dev/null; do wait $child; code=$?; done
-echo $code > "$0.tmp" && mv "$0.tmp" "$0"`;
+echo $code > "$0"
+kill -KILL 0`;
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const ID = /^[0-9a-f]{24}$/;
+/** What inspect reports for a process that ended without recording a code: it was SIGKILLed, as Docker says. */
+const KILLED = 137;
+const SIGTERM = 15;
+
+/** A task's container id: deterministic, so creating the same task twice yields the same container. */
+const idFor = (taskId: string): string => createHash('sha256').update(taskId).digest('hex').slice(0, 24);
 
 /** The program an argv names, resolved like a shell would (PATH search), or undefined when there is none. */
 const resolveProgram = (program: string, path: string): string | undefined => {
@@ -54,26 +83,36 @@ const resolveProgram = (program: string, path: string): string | undefined => {
       accessSync(c, constants.X_OK);
       return c;
     } catch {
-      // try the next one
+      // not here: try the next directory
     }
   }
   return undefined;
 };
 
+const readText = async (path: string): Promise<string | undefined> => {
+  try {
+    return await readFile(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+};
+
 export class ExecRuntime implements Runtime {
   readonly name = 'exec';
   private readonly root: string;
+  private readonly pollMs: number;
   private readonly closed = new AbortController();
   /** Wakes event pollers at once when a process this instance spawned exits. */
   private readonly exitListeners = new Set<() => void>();
 
-  constructor(private readonly opts: ExecRuntimeOptions) {
+  constructor(opts: ExecRuntimeOptions) {
     this.root = join(opts.dir, 'containers');
+    this.pollMs = opts.pollMs ?? 200;
     mkdirSync(this.root, { recursive: true, mode: 0o700 });
   }
 
   private path(id: string, file = ''): string {
-    if (!/^[a-z0-9]{1,64}$/.test(id)) throw new RuntimeError(`invalid container id '${id}'`, { permanent: true });
+    if (!ID.test(id)) throw new RuntimeError(`invalid container id '${id}'`, { permanent: true });
     return join(this.root, id, file);
   }
 
@@ -86,24 +125,24 @@ export class ExecRuntime implements Runtime {
     const envPath = config.env.find((e) => e.startsWith('PATH='))?.slice(5) ?? process.env.PATH ?? DEFAULT_PATH;
     const program = argv[0] ?? '';
     if (!resolveProgram(program, envPath)) {
-      throw new RuntimeError(`program '${program}' not found on this node (the exec runtime runs the task's command on the host)`, { permanent: true });
+      throw new RuntimeError(
+        `program '${program}' not found on this node (the exec runtime runs the task's command, or with none its image name, as a host program)`,
+        { permanent: true },
+      );
     }
-    // Idempotent per task: a create retried after a crash finds the directory it made before.
-    for (const c of await this.list()) if (c.taskId === config.taskId) return c.id;
-    const id = randomBytes(12).toString('hex');
+    const id = idFor(config.taskId);
+    if (await this.config(id)) return id;
     const stored: StoredConfig = { id, labels: labelsFor(config), argv, env: config.env };
     await mkdir(this.path(id), { recursive: true, mode: 0o700 });
+    // Written whole, then renamed: a directory either has a complete config.json or counts as not created.
     await writeFile(this.path(id, 'config.json.tmp'), JSON.stringify(stored));
     await rename(this.path(id, 'config.json.tmp'), this.path(id, 'config.json'));
     return id;
   }
 
   private async config(id: string): Promise<StoredConfig | undefined> {
-    try {
-      return JSON.parse(await readFile(this.path(id, 'config.json'), 'utf8')) as StoredConfig;
-    } catch {
-      return undefined;
-    }
+    const text = await readText(this.path(id, 'config.json'));
+    return text === undefined ? undefined : (JSON.parse(text) as StoredConfig);
   }
 
   async start(id: string): Promise<void> {
@@ -112,13 +151,13 @@ export class ExecRuntime implements Runtime {
     const info = await this.inspect(id);
     if (info.state === 'running') return;
     if (info.state === 'exited') throw new RuntimeError(`cannot start container '${id}': it has already run`, { permanent: true });
-    const out = openSync(this.path(id, 'stdout.log'), 'a', 0o600);
-    const err = openSync(this.path(id, 'stderr.log'), 'a', 0o600);
     const env: Record<string, string> = { PATH: process.env.PATH ?? DEFAULT_PATH, HOSTNAME: id.slice(0, 12) };
     for (const e of cfg.env) {
       const i = e.indexOf('=');
-      env[e.slice(0, i)] = e.slice(i + 1);
+      if (i > 0) env[e.slice(0, i)] = e.slice(i + 1);
     }
+    const out = openSync(this.path(id, 'stdout.log'), 'a', 0o600);
+    const err = openSync(this.path(id, 'stderr.log'), 'a', 0o600);
     try {
       const child = spawn('/bin/sh', ['-c', WRAPPER, this.path(id, 'exit'), ...cfg.argv], {
         detached: true,
@@ -126,76 +165,72 @@ export class ExecRuntime implements Runtime {
         env,
         cwd: this.path(id),
       });
+      // A failed spawn shows as a missing pid below; its 'error' event must still be handled or it would crash the agent.
+      child.once('error', () => undefined);
       const pid = child.pid;
-      if (pid === undefined) throw new RuntimeError(`cannot start container '${id}': spawn failed`);
+      if (pid === undefined) throw new RuntimeError(`cannot start container '${id}': cannot spawn /bin/sh`);
       // Record identity (pid + start time) before any await, so a restart can never mistake a reused pid for it.
       const st = readStatSync(pid);
       await writeFile(this.path(id, 'pid'), `${pid} ${st?.startTime ?? 0}\n`);
       child.once('exit', () => {
-        for (const l of this.exitListeners) l();
+        for (const wake of [...this.exitListeners]) wake();
       });
       child.unref();
+      // Until the wrapper ignores SIGTERM, a stop would kill it before it could record the exit code; the wrapper
+      // gets there within a few milliseconds, and once it has (or has already ended), start is done.
+      for (let i = 0; i < 1000 && (await ignoresSignal(pid, SIGTERM)) === false; i++) await sleep(1);
     } finally {
       closeSync(out);
       closeSync(err);
     }
   }
 
+  /** The recorded pid and start time, or undefined when the container was never started. */
+  private async pidRecord(id: string): Promise<{ pid: number; startTime: string } | undefined> {
+    const text = await readText(this.path(id, 'pid'));
+    if (text === undefined) return undefined;
+    const [pid, startTime] = text.trim().split(' ');
+    return { pid: Number(pid), startTime: startTime ?? '' };
+  }
+
   /** The wrapper's pid if it is still alive (and is the process that was started, not a reuse of its pid). */
   private async livePid(id: string): Promise<number | undefined> {
-    let text: string;
-    try {
-      text = await readFile(this.path(id, 'pid'), 'utf8');
-    } catch {
-      return undefined;
-    }
-    const [pidText, startText] = text.trim().split(' ');
-    const pid = Number(pidText);
-    const st = await readStat(pid);
-    if (!st || st.state === 'Z' || st.state === 'X' || String(st.startTime) !== startText) return undefined;
-    return pid;
+    const rec = await this.pidRecord(id);
+    if (!rec) return undefined;
+    const st = await readStat(rec.pid);
+    if (!st || st.state === 'Z' || st.state === 'X' || String(st.startTime) !== rec.startTime) return undefined;
+    return rec.pid;
   }
 
   async inspect(id: string): Promise<ContainerInfo> {
     const cfg = await this.config(id);
     if (!cfg) return { id, taskId: '', state: 'missing', error: '', labels: {} };
     const base = { id, taskId: cfg.labels[LABELS.taskId] ?? '', labels: cfg.labels };
-    let exitText: string | undefined;
-    try {
-      exitText = await readFile(this.path(id, 'exit'), 'utf8');
-    } catch {
-      exitText = undefined;
-    }
-    if (exitText !== undefined) return { ...base, state: 'exited', exitCode: Number(exitText.trim()), error: '' };
-    let started = true;
-    try {
-      await readFile(this.path(id, 'pid'), 'utf8');
-    } catch {
-      started = false;
-    }
-    if (!started) return { ...base, state: 'created', error: '' };
+    // Only a whole "N\n" counts: an empty file is a write in progress (or a wrapper killed mid-write).
+    const exit = /^(\d+)\n$/.exec((await readText(this.path(id, 'exit'))) ?? '');
+    if (exit) return { ...base, state: 'exited', exitCode: Number(exit[1]), error: '' };
+    if (!(await this.pidRecord(id))) return { ...base, state: 'created', error: '' };
     if ((await this.livePid(id)) !== undefined) return { ...base, state: 'running', error: '' };
-    // Gone without recording a code: the wrapper itself was killed (SIGKILL after the grace period).
-    return { ...base, state: 'exited', exitCode: 137, error: 'killed' };
+    // Gone without recording a code: the wrapper itself was killed (SIGKILL after the grace period, or from outside).
+    return { ...base, state: 'exited', exitCode: KILLED, error: 'killed' };
   }
 
   async stop(id: string, graceMs: number): Promise<void> {
     const pid = await this.livePid(id);
     if (pid === undefined) return;
+    // The wrapper leads its process group, so -pid reaches every process of the task.
     signalPid(-pid, 'SIGTERM');
+    // The wrapper ends last (it kills what is left of its group as it exits), so watching it alone is enough here.
     const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && (await groupMembers(pid)).length > 0) await sleep(20);
-    if ((await groupMembers(pid)).length > 0) signalPid(-pid, 'SIGKILL');
+    while (Date.now() < deadline && (await this.livePid(id)) !== undefined) await sleep(10);
+    // One scan of /proc also catches a group that outlived a wrapper killed from outside.
+    if ((await this.livePid(id)) !== undefined || (await groupMembers(pid)).length > 0) signalPid(-pid, 'SIGKILL');
     // SIGKILL cannot be refused; the bound only guards against a stuck /proc.
     for (let i = 0; i < 250 && (await groupMembers(pid)).length > 0; i++) await sleep(20);
   }
 
   async remove(id: string): Promise<void> {
-    if (!(await this.config(id))) {
-      await rm(this.path(id), { recursive: true, force: true });
-      return;
-    }
-    await this.stop(id, 0);
+    if (await this.config(id)) await this.stop(id, 0);
     await rm(this.path(id), { recursive: true, force: true });
   }
 
@@ -208,7 +243,7 @@ export class ExecRuntime implements Runtime {
     }
     const out: ContainerInfo[] = [];
     for (const id of ids) {
-      if (!/^[a-z0-9]{1,64}$/.test(id)) continue;
+      if (!ID.test(id)) continue;
       const info = await this.inspect(id);
       if (info.state === 'missing' || !info.taskId) continue;
       if (filter.nodeId !== undefined && info.labels[LABELS.nodeId] !== filter.nodeId) continue;
@@ -220,11 +255,12 @@ export class ExecRuntime implements Runtime {
   async *logs(id: string, opts: LogOptions): AsyncGenerator<LogLine> {
     if (!(await this.config(id))) throw new RuntimeError(`cannot read logs of container '${id}': no such container`);
     const signal = AbortSignal.any([opts.signal, this.closed.signal]);
+    const since = opts.since ?? -Infinity;
     const streams = await Promise.all(
       (['stdout', 'stderr'] as const).map(async (stream) => {
         const file = this.path(id, `${stream}.log`);
         const offset = opts.tail === undefined ? 0 : await tailOffset(file, opts.tail);
-        return { stream, reader: new LineReader(file, offset) };
+        return { stream, reader: new LineReader(file, offset), mtimeMs: 0 };
       }),
     );
     for (;;) {
@@ -232,6 +268,9 @@ export class ExecRuntime implements Runtime {
       for (const s of streams) {
         const r = await s.reader.readNew();
         grew ||= r.grew;
+        s.mtimeMs = r.mtimeMs;
+        // No line read can be newer than the file's modification time: a file untouched since `since` has none to give.
+        if (r.mtimeMs < since) continue;
         for (const line of r.lines) yield { stream: s.stream, line };
       }
       if (signal.aborted) return;
@@ -239,11 +278,11 @@ export class ExecRuntime implements Runtime {
       if (!opts.follow || (!grew && (await this.inspect(id)).state !== 'running' && !(await this.growing(id)))) {
         for (const s of streams) {
           const last = s.reader.flush();
-          if (last !== undefined) yield { stream: s.stream, line: last };
+          if (last !== undefined && s.mtimeMs >= since) yield { stream: s.stream, line: last };
         }
         return;
       }
-      if (!grew) await sleep(this.opts.pollMs ?? 200, signal).catch(() => undefined);
+      if (!grew) await sleep(this.pollMs, signal).catch(() => undefined);
     }
   }
 
@@ -255,40 +294,45 @@ export class ExecRuntime implements Runtime {
     return (await size()) !== a;
   }
 
-  async *events(outer: AbortSignal): AsyncGenerator<RuntimeEvent> {
+  events(signal: AbortSignal): AsyncIterable<RuntimeEvent> {
+    // The first snapshot is taken now, not at the first next(), so a change right after this call is not missed.
+    return this.eventLoop(signal, this.list());
+  }
+
+  private async *eventLoop(outer: AbortSignal, first: Promise<ContainerInfo[]>): AsyncGenerator<RuntimeEvent> {
     const signal = AbortSignal.any([outer, this.closed.signal]);
-    const last = new Map<string, RuntimeEvent['state']>();
-    for (const c of await this.list()) last.set(c.id, c.state);
-    let wake: (() => void) | undefined;
-    const listener = (): void => wake?.();
-    this.exitListeners.add(listener);
-    try {
-      while (!signal.aborted) {
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          const t = setTimeout(resolve, this.opts.pollMs ?? 200);
-          signal.addEventListener('abort', () => resolve(), { once: true });
-          wake = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
-        if (signal.aborted) return;
-        const now = new Map<string, ContainerInfo>();
-        for (const c of await this.list()) now.set(c.id, c);
-        for (const [id, c] of now) {
-          if (last.get(id) !== c.state) yield { containerId: id, taskId: c.taskId, state: c.state };
-          last.set(id, c.state);
-        }
-        for (const [id] of last) {
-          if (now.has(id)) continue;
-          last.delete(id);
-          yield { containerId: id, taskId: '', state: 'missing' };
-        }
+    const last = new Map<string, { taskId: string; state: ContainerState }>();
+    for (const c of await first) last.set(c.id, { taskId: c.taskId, state: c.state });
+    while (!signal.aborted) {
+      await this.tick(signal);
+      if (signal.aborted) return;
+      const now = new Map<string, ContainerInfo>();
+      for (const c of await this.list()) now.set(c.id, c);
+      for (const [id, c] of now) {
+        if (last.get(id)?.state !== c.state) yield { containerId: id, taskId: c.taskId, state: c.state };
+        last.set(id, { taskId: c.taskId, state: c.state });
       }
-    } finally {
-      this.exitListeners.delete(listener);
+      for (const [id, was] of last) {
+        if (now.has(id)) continue;
+        last.delete(id);
+        yield { containerId: id, taskId: was.taskId, state: 'missing' };
+      }
     }
+  }
+
+  /** Waits one poll interval, less when a process of this instance exits or the signal aborts. */
+  private tick(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.exitListeners.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, this.pollMs);
+      signal.addEventListener('abort', done, { once: true });
+      this.exitListeners.add(done);
+    });
   }
 
   async close(): Promise<void> {

@@ -61,16 +61,20 @@ export class LineReader {
     private offset: number,
   ) {}
 
-  /** Reads what was appended since the last call; returns the complete lines (without their newlines). */
-  async readNew(): Promise<{ lines: string[]; grew: boolean }> {
+  /**
+   * Reads what was appended since the last call; returns the complete lines (without their newlines) and the file's
+   * modification time taken after reading, which no line read can be newer than.
+   */
+  async readNew(): Promise<{ lines: string[]; grew: boolean; mtimeMs: number }> {
     let fh;
     try {
       fh = await open(this.path, 'r');
     } catch {
-      return { lines: [], grew: false };
+      return { lines: [], grew: false, mtimeMs: 0 };
     }
     const lines: string[] = [];
     let grew = false;
+    let mtimeMs = 0;
     try {
       const buf = Buffer.alloc(CHUNK);
       for (;;) {
@@ -86,10 +90,11 @@ export class LineReader {
         }
         this.partial = Buffer.from(data);
       }
+      mtimeMs = (await fh.stat()).mtimeMs;
     } finally {
       await fh.close();
     }
-    return { lines, grew };
+    return { lines, grew, mtimeMs };
   }
 
   /** The unterminated last line, if any, once no more output will come. */

@@ -42,14 +42,21 @@ export const readStatSync = (pid: number): ProcStat | undefined => {
   }
 };
 
-/** The NUL-separated argv of a process, or undefined when it is gone. */
-export const readCmdline = async (pid: number): Promise<string[] | undefined> => {
+/**
+ * Whether a live process ignores signal `signo` (bit signo-1 of SigIgn in /proc/PID/status); undefined when the
+ * process is gone or a zombie.
+ */
+export const ignoresSignal = async (pid: number, signo: number): Promise<boolean | undefined> => {
+  let text: string;
   try {
-    const raw = await readFile(`/proc/${pid}/cmdline`, 'utf8');
-    return raw.split('\0');
+    text = await readFile(`/proc/${pid}/status`, 'utf8');
   } catch {
     return undefined;
   }
+  const state = /^State:\s+(\S)/m.exec(text)?.[1];
+  const mask = /^SigIgn:\s+([0-9a-f]+)/m.exec(text)?.[1];
+  if (state === undefined || state === 'Z' || state === 'X' || mask === undefined) return undefined;
+  return ((BigInt(`0x${mask}`) >> BigInt(signo - 1)) & 1n) === 1n;
 };
 
 /** Every live (non-zombie) process whose process group is `pgrp`. */
