@@ -16,6 +16,7 @@ const zones = [
   { target: layer('protocol'), from: everythingBut('protocol', 'core', 'lib'), message: 'protocol imports only core (and lib).' },
   { target: layer('scheduler'), from: everythingBut('scheduler', 'core', 'lib', 'store'), message: 'scheduler is pure: core, lib and type-only store.' },
   { target: layer('policy'), from: everythingBut('policy', 'core', 'lib', 'store'), message: 'policy is pure: core, lib and type-only store.' },
+  { target: layer('pki'), from: everythingBut('pki', 'core', 'lib'), message: 'pki depends only on core and lib.' },
   { target: layer('store'), from: everythingBut('store', 'core', 'lib'), message: 'store depends only on core and lib.' },
   { target: layer('runtime'), from: everythingBut('runtime', 'core', 'lib', 'protocol'), message: 'runtime knows nothing of the control plane.' },
   { target: layer('agent'), from: everythingBut('agent', 'core', 'lib', 'protocol', 'runtime'), message: 'agent only speaks the protocol: no store, scheduler, reconcile or api.' },

@@ -14,7 +14,7 @@ import { ShoalClient } from '../src/cli/client.js';
 import { waitConverged, waitRemoved } from '../src/cli/converge.js';
 import { silentLogger } from '../src/lib/logger.js';
 import { startDaemon } from '../src/manager/daemon.js';
-import { initDataDir } from '../src/manager/data-dir.js';
+import { initDataDir, readDataDir, readNodeTls } from '../src/manager/data-dir.js';
 
 const IMAGE = 'shoal-test/busybox';
 const COMMAND = ['sleep', '3600'];
@@ -71,11 +71,10 @@ const median = (xs: number[]): number => {
 const main = async (): Promise<void> => {
   await docker.ping();
   const dataDir = mkdtempSync(join(tmpdir(), 'shoal-bench-'));
-  initDataDir(dataDir, { listenAddr: '127.0.0.1:0', runtime: 'docker' });
+  await initDataDir(dataDir, { listenAddr: '127.0.0.1:0', runtime: 'docker' });
   const daemon = await startDaemon({ dataDir, logger: silentLogger });
-  const { readDataDir } = await import('../src/manager/data-dir.js');
   const token = readDataDir(dataDir)?.credentials.adminToken ?? '';
-  const client = new ShoalClient({ host: daemon.manager.address, token });
+  const client = new ShoalClient({ host: daemon.manager.address, token, ca: readNodeTls(dataDir).ca });
   const results: { direct: number; shoal: number }[] = [];
   try {
     await cleanupDirect();

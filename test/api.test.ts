@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ApiError, ShoalClient } from '../src/cli/client.js';
 import type { ErrorBody } from '../src/protocol/index.js';
-import { TEST_IMAGE, startTestNode, type TestNode } from './helpers.js';
+import { createNodeKeyAndCsr, createRootCa, signNodeCsr } from '../src/pki/index.js';
+import { MANAGER_TLS_NAME } from '../src/protocol/index.js';
+import { TEST_IMAGE, httpsRequest, startTestNode, type TestNode } from './helpers.js';
 
 describe('API', () => {
   let node: TestNode;
@@ -27,24 +29,45 @@ describe('API', () => {
   };
 
   it('refuses requests without a valid admin token', async () => {
-    const url = `http://${node.daemon.manager.address}/v1/services`;
-    const none = await fetch(url);
+    const address = node.daemon.manager.address;
+    const none = await httpsRequest(address, '/v1/services', { ca: node.tls.ca });
     assert.equal(none.status, 401);
-    assert.equal(((await none.json()) as ErrorBody).error.code, 'unauthenticated');
-    const wrong = await fetch(url, { headers: { authorization: 'Bearer not-the-token' } });
+    assert.equal((none.json as ErrorBody).error.code, 'unauthenticated');
+    const wrong = await httpsRequest(address, '/v1/services', { ca: node.tls.ca, headers: { authorization: 'Bearer not-the-token' } });
     assert.equal(wrong.status, 401);
-    const spec = await fetch(`http://${node.daemon.manager.address}/v1/openapi.json`);
+    const spec = await httpsRequest(address, '/v1/openapi.json', { ca: node.tls.ca });
     assert.equal(spec.status, 401, 'even the OpenAPI document needs credentials');
-    const bad = new ShoalClient({ host: node.daemon.manager.address, token: 'x' });
+    const bad = new ShoalClient({ host: address, token: 'x', ca: node.tls.ca });
     await assert.rejects(bad.createService({ name: 'nope', task: { container: { image: TEST_IMAGE } } }), (e: ApiError) => e.status === 401);
+    bad.close();
     assert.deepEqual(await node.client.listServices(), []);
   });
 
-  it('refuses agent sessions without the node credential', async () => {
+  it('serves only TLS, and clients refuse a manager whose certificate another CA issued', async () => {
+    const other = await createRootCa({ clusterId: 'othercluster', now: new Date() });
+    await assert.rejects(httpsRequest(node.daemon.manager.address, '/v1/info', { ca: other.certPem }), /self[- ]signed|unable to verify|certificate/i);
+    const plain = await fetch(`http://${node.daemon.manager.address}/v1/info`).then(() => 'answered', () => 'refused');
+    assert.equal(plain, 'refused', 'no plain-HTTP answer');
+  });
+
+  it('opens agent sessions only with a node certificate issued by the cluster CA (mutual TLS)', async () => {
     const { WebSocket } = await import('ws');
-    const ws = new WebSocket(`ws://${node.daemon.manager.address}/v1/session`, { headers: { authorization: 'Bearer wrong', 'x-shoal-node-id': 'abc' } });
-    const status = await new Promise<number>((resolve) => ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)).on('open', () => resolve(101)));
-    assert.equal(status, 401);
+    const status = (opts: Record<string, unknown>): Promise<number> =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(`wss://${node.daemon.manager.address}/v1/session`, { ca: node.tls.ca, servername: MANAGER_TLS_NAME, ...opts } as Record<string, unknown>);
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('open', () => {
+          ws.close();
+          resolve(101);
+        });
+        ws.on('error', () => resolve(-1));
+      });
+    assert.equal(await status({}), 401, 'no client certificate');
+    const foreignCa = await createRootCa({ clusterId: node.daemon.manager.nodeId, now: new Date() });
+    const { keyPem, csrPem } = await createNodeKeyAndCsr({ nodeId: 'intruder' });
+    const foreign = await signNodeCsr({ ca: foreignCa, csrPem, nodeId: 'intruder', role: 'worker', clusterId: node.daemon.manager.nodeId, now: new Date() });
+    assert.equal(await status({ cert: foreign, key: keyPem }), 401, 'a certificate from another CA');
+    assert.equal(await status({ cert: node.tls.cert, key: node.tls.key }), 101, "the node's own certificate");
   });
 
   it('rejects invalid specs with the field and the reason, and writes nothing', async () => {
@@ -70,9 +93,10 @@ describe('API', () => {
       assert.ok(v, `violation on ${c.field} in ${JSON.stringify(r.body.error.violations)}`);
       assert.match(v.reason, c.reason);
     }
-    const raw = await fetch(`http://${node.daemon.manager.address}/v1/services`, { method: 'POST', headers: { authorization: `Bearer ${(node.client as unknown as { opts: { token: string } }).opts.token}` }, body: '{"name":' });
+    const token = (node.client as unknown as { opts: { token: string } }).opts.token;
+    const raw = await httpsRequest(node.daemon.manager.address, '/v1/services', { ca: node.tls.ca, method: 'POST', headers: { authorization: `Bearer ${token}` }, body: '{"name":' });
     assert.equal(raw.status, 400);
-    assert.match(((await raw.json()) as ErrorBody).error.message, /not valid JSON/);
+    assert.match((raw.json as ErrorBody).error.message, /not valid JSON/);
     assert.equal(await node.daemon.manager.store.revision(), revision, 'no write happened');
     assert.deepEqual(await node.client.listServices(), []);
   });
@@ -99,8 +123,7 @@ describe('API', () => {
   });
 
   it('serves an OpenAPI document describing the routes and the service spec', async () => {
-    const r = await node.client.raw('GET', '/openapi.json');
-    const doc = (await r.json()) as { openapi: string; paths: Record<string, unknown>; components: { schemas: Record<string, { properties?: Record<string, unknown> }> } };
+    const doc = (await node.client.raw('GET', '/openapi.json')) as { openapi: string; paths: Record<string, unknown>; components: { schemas: Record<string, { properties?: Record<string, unknown> }> } };
     assert.equal(doc.openapi, '3.1.0');
     for (const p of ['/services', '/services/{ref}', '/services/{ref}/scale', '/services/{ref}/tasks', '/services/{ref}/logs', '/nodes', '/info']) assert.ok(doc.paths[p], p);
     assert.ok(doc.components.schemas.ServiceSpec?.properties?.task);

@@ -7,11 +7,13 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import https from 'node:https';
 import Docker from 'dockerode';
+import { MANAGER_TLS_NAME } from '../src/protocol/index.js';
 import { ShoalClient } from '../src/cli/client.js';
 import { silentLogger } from '../src/lib/logger.js';
 import { startDaemon, type Daemon } from '../src/manager/daemon.js';
-import { initDataDir, readDataDir, type RuntimeName } from '../src/manager/data-dir.js';
+import { initDataDir, readDataDir, readNodeTls, type NodeTls, type RuntimeName } from '../src/manager/data-dir.js';
 
 export const TEST_IMAGE = 'shoal-test/busybox';
 export const docker = new Docker({ socketPath: '/var/run/docker.sock' });
@@ -60,6 +62,8 @@ export const freePort = (): Promise<number> =>
 
 export interface TestNode {
   dataDir: string;
+  /** The node's TLS material (cluster CA, node certificate and key). */
+  tls: NodeTls;
   nodeId: string;
   daemon: Daemon;
   client: ShoalClient;
@@ -74,7 +78,7 @@ export interface TestNode {
 /** A one-node cluster in this process, on a temp data dir and a free loopback port. */
 export const startTestNode = async (opts: { runtime?: RuntimeName } = {}): Promise<TestNode> => {
   const dataDir = tempDir();
-  initDataDir(dataDir, { listenAddr: '127.0.0.1:0', runtime: opts.runtime ?? 'docker' });
+  await initDataDir(dataDir, { listenAddr: '127.0.0.1:0', runtime: opts.runtime ?? 'docker' });
   const dd = readDataDir(dataDir);
   if (!dd) throw new Error('initDataDir wrote nothing');
   let daemon = await startDaemon({ dataDir, logger: silentLogger });
@@ -84,13 +88,15 @@ export const startTestNode = async (opts: { runtime?: RuntimeName } = {}): Promi
     get daemon() {
       return daemon;
     },
-    client: new ShoalClient({ host: daemon.manager.address, token: dd.credentials.adminToken }),
+    tls: readNodeTls(dataDir),
+    client: new ShoalClient({ host: daemon.manager.address, token: dd.credentials.adminToken, ca: readNodeTls(dataDir).ca }),
     stop: () => daemon.close(),
     restart: async () => {
       // Same port, so the client keeps working.
       daemon = await startDaemon({ dataDir, logger: silentLogger, listenAddr: daemon.manager.address });
     },
     destroy: async () => {
+      node.client.close();
       await daemon.close();
       await removeNodeContainers(dd.config.nodeId);
       rmSync(dataDir, { recursive: true, force: true });
@@ -98,6 +104,35 @@ export const startTestNode = async (opts: { runtime?: RuntimeName } = {}): Promi
   };
   return node;
 };
+
+/** An HTTPS request to a manager trusting its CA, with optional headers, body and client certificate; never throws on status. */
+export const httpsRequest = (
+  address: string,
+  path: string,
+  opts: { ca: string; method?: string; headers?: Record<string, string>; body?: string; cert?: string; key?: string },
+): Promise<{ status: number; json: unknown }> =>
+  new Promise((resolve, reject) => {
+    const i = address.lastIndexOf(':');
+    const req = https.request(
+      { hostname: address.slice(0, i), port: address.slice(i + 1), path, method: opts.method ?? 'GET', ca: opts.ca, servername: MANAGER_TLS_NAME, headers: opts.headers ?? {}, ...(opts.cert ? { cert: opts.cert, key: opts.key } : {}) },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = text;
+          }
+          resolve({ status: res.statusCode ?? 0, json });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(opts.body);
+  });
 
 /** Runs the real `shoal` CLI with its own context file; returns exit code and output. */
 export const shoal = (args: string[], env: Record<string, string>, timeoutMs = 120_000): { code: number; stdout: string; stderr: string } => {

@@ -11,6 +11,7 @@ import { backoffDelay } from '../lib/backoff.js';
 import { rawText } from '../lib/ws-text.js';
 import type { Logger } from '../lib/logger.js';
 import {
+  MANAGER_TLS_NAME,
   SESSION_PATH,
   SESSION_PROTOCOL_VERSION,
   parseMessage,
@@ -26,8 +27,9 @@ export interface AgentOptions {
   nodeId: string;
   /** Manager address, host:port. */
   manager: string;
-  /** Secret presented to open the session. */
-  token: string;
+  /** TLS material, PEM: the cluster CA (the only issuer of a manager the agent trusts), and this node's certificate
+   * and key, which is how the node proves who it is (mutual TLS). */
+  tls: { ca: string; cert: string; key: string };
   /** Address this node was started with, shown in `node ls`. */
   address: string;
   runtime: Runtime;
@@ -99,10 +101,11 @@ export class Agent {
     return new Promise((resolve) => {
       let welcomed = false;
       let heartbeat: NodeJS.Timeout | undefined;
-      const ws = new WebSocket(`ws://${this.opts.manager}${SESSION_PATH}`, {
-        headers: { authorization: `Bearer ${this.opts.token}`, 'x-shoal-node-id': this.opts.nodeId },
-        handshakeTimeout: 5000,
-      });
+      const { ca, cert, key } = this.opts.tls;
+      // `servername` goes through ws to tls.connect (its types omit it): managers' certificates name their role, so
+      // any manager address is checked the same way.
+      const options: WebSocket.ClientOptions & { servername: string } = { ca, cert, key, servername: MANAGER_TLS_NAME, handshakeTimeout: 5000 };
+      const ws = new WebSocket(`wss://${this.opts.manager}${SESSION_PATH}`, options);
       this.socket = ws;
       const onAbort = (): void => ws.close(1001, 'agent stopping');
       signal.addEventListener('abort', onAbort, { once: true });

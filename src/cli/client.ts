@@ -1,7 +1,15 @@
 // A typed HTTP client of the Shoal API, used by the CLI, the tests and the benchmarks.
 
-import { API_PREFIX, type ClusterUpdateRequest, type NodeUpdateRequest, type ErrorBody, type InfoResponse, type LogEntry, type NodeListItem, type ServiceListItem, type ServiceSpecInput, type TaskListItem } from '../protocol/index.js';
+import { request, Agent } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import { API_PREFIX, MANAGER_TLS_NAME, type ClusterUpdateRequest, type NodeUpdateRequest, type ErrorBody, type InfoResponse, type LogEntry, type NodeListItem, type ServiceListItem, type ServiceSpecInput, type TaskListItem } from '../protocol/index.js';
 import type { Cluster, Node, Service } from '../core/index.js';
+
+/** HOST:PORT (or [v6]:PORT) into its parts. */
+const splitHostPort = (hp: string): [string, string] => {
+  const i = hp.lastIndexOf(':');
+  return [hp.slice(0, i).replace(/^\[|\]$/g, ''), hp.slice(i + 1)];
+};
 
 /** An error response of the API, with its stable code and field violations. */
 export class ApiError extends Error {
@@ -20,64 +28,93 @@ export interface ClientOptions {
   /** HOST:PORT of a manager. */
   host: string;
   token: string;
+  /** PEM of the cluster CA: the only issuer of a manager certificate this client trusts. */
+  ca: string;
 }
 
+/** A response whose status was 2xx: its body, to read as JSON or line by line. */
+type Body = IncomingMessage;
+
+const readAll = async (res: IncomingMessage): Promise<string> => {
+  const chunks: Buffer[] = [];
+  for await (const c of res as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks).toString('utf8');
+};
+
 export class ShoalClient {
-  private readonly base: string;
+  private readonly agent: Agent;
 
   constructor(private readonly opts: ClientOptions) {
-    this.base = `http://${opts.host}${API_PREFIX}`;
+    // keepAlive: a CLI command or a test makes many requests; one TLS handshake serves them all.
+    this.agent = new Agent({ ca: opts.ca, keepAlive: true, maxSockets: 16 });
   }
 
-  private async fetch(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
-    let res: Response;
-    try {
-      res = await fetch(this.base + path, {
-        method,
-        headers: { authorization: `Bearer ${this.opts.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        ...(signal ? { signal } : {}),
+  private fetch(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Body> {
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    const [hostname = '', port = ''] = splitHostPort(this.opts.host);
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          method,
+          hostname,
+          port,
+          path: API_PREFIX + path,
+          agent: this.agent,
+          servername: MANAGER_TLS_NAME,
+          headers: { authorization: `Bearer ${this.opts.token}`, ...(text === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }) },
+          ...(signal ? { signal } : {}),
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) return resolve(res);
+          void readAll(res).then((t) => {
+            let err: ErrorBody['error'] | undefined;
+            try {
+              err = (JSON.parse(t) as ErrorBody).error;
+            } catch {
+              err = undefined;
+            }
+            reject(new ApiError(status, err?.code ?? 'internal', err?.message ?? `HTTP ${status}: ${t.slice(0, 200)}`, err?.violations ?? []));
+          }, reject);
+        },
+      );
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        if (signal?.aborted) return reject(e);
+        reject(new ApiError(0, 'unavailable', `cannot reach the Shoal manager at ${this.opts.host} (${e.code ?? e.message}); is it running? ('shoal init --detach' starts one)`));
       });
-    } catch (e) {
-      if (signal?.aborted) throw e;
-      const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
-      throw new ApiError(0, 'unavailable', `cannot reach the Shoal manager at ${this.opts.host} (${cause}); is it running? ('shoal init --detach' starts one)`);
-    }
-    if (!res.ok) {
-      const text = await res.text();
-      let err: ErrorBody['error'] | undefined;
-      try {
-        err = (JSON.parse(text) as ErrorBody).error;
-      } catch {
-        err = undefined;
-      }
-      throw new ApiError(res.status, err?.code ?? 'internal', err?.message ?? `HTTP ${res.status}: ${text.slice(0, 200)}`, err?.violations ?? []);
-    }
-    return res;
+      req.end(text);
+    });
   }
 
   private async json<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-    return (await (await this.fetch(method, path, body, signal)).json()) as T;
+    return JSON.parse(await readAll(await this.fetch(method, path, body, signal))) as T;
   }
 
   /** Reads an NDJSON response line by line. */
   private async *ndjson<T>(path: string, signal?: AbortSignal): AsyncGenerator<T> {
     const res = await this.fetch('GET', path, undefined, signal);
-    if (!res.body) return;
-    const decoder = new TextDecoder();
     let buf = '';
-    for await (const chunk of res.body) {
-      buf += decoder.decode(chunk as Uint8Array, { stream: true });
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line.trim() === '') continue;
-        const v = JSON.parse(line) as T | ErrorBody;
-        if (v && typeof v === 'object' && 'error' in v && !Array.isArray(v)) throw new ApiError(500, v.error.code, v.error.message, v.error.violations);
-        yield v as T;
+    try {
+      for await (const chunk of res as AsyncIterable<Buffer>) {
+        buf += chunk.toString('utf8');
+        let nl;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (line.trim() === '') continue;
+          const v = JSON.parse(line) as T | ErrorBody;
+          if (v && typeof v === 'object' && 'error' in v && !Array.isArray(v)) throw new ApiError(500, v.error.code, v.error.message, v.error.violations);
+          yield v as T;
+        }
       }
+    } finally {
+      res.destroy();
     }
+  }
+
+  /** Closes idle connections (a long-lived client, e.g. a test, calls it when done). */
+  close(): void {
+    this.agent.destroy();
   }
 
   info(signal?: AbortSignal): Promise<InfoResponse> {
@@ -92,9 +129,9 @@ export class ShoalClient {
     return this.json('POST', '/services', spec);
   }
 
-  /** Sends a raw body (tests use it to send what the typed method would not let them). */
-  raw(method: string, path: string, body?: unknown): Promise<Response> {
-    return this.fetch(method, path, body);
+  /** Sends a raw body (tests use it to send what the typed method would not let them); resolves to the parsed body. */
+  raw(method: string, path: string, body?: unknown): Promise<unknown> {
+    return this.json(method, path, body);
   }
 
   inspectService(ref: string): Promise<Service> {

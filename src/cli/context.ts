@@ -11,6 +11,8 @@ export interface CliContext {
   host: string;
   token: string;
   clusterId: string;
+  /** PEM of the cluster CA: the CLI only talks to a manager whose certificate it issued. */
+  ca: string;
 }
 
 export const defaultDataDir = (): string => join(homedir(), '.shoal');
@@ -37,8 +39,8 @@ export const readContext = (): CliContext | undefined => {
 export const clientFor = (opts: { host?: string }): ShoalClient => {
   const ctx = readContext();
   const host = opts.host ?? process.env.SHOAL_HOST ?? ctx?.host;
-  if (!host || !ctx?.token) {
+  if (!host || !ctx?.token || !ctx.ca) {
     throw new Error(`no Shoal context at ${contextPath()}: run 'shoal init' to create a cluster (or set SHOAL_CONFIG)`);
   }
-  return new ShoalClient({ host, token: ctx.token });
+  return new ShoalClient({ host, token: ctx.token, ca: ctx.ca });
 };

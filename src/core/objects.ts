@@ -32,12 +32,11 @@ export interface ClusterSpec {
   taskHistoryLimit: number;
 }
 
-/** Credentials of the cluster, stored only as SHA-256 digests (hex) of the secrets. */
+/** Credentials of the cluster, stored only as SHA-256 digests (hex) of the secrets. Nodes prove who they are with
+ * certificates issued by the cluster CA, not with a shared secret. */
 export interface ClusterAuth {
   /** Digests of admin API tokens (the credential `shoal init` writes to the CLI context). */
   adminTokenDigests: string[];
-  /** Digest of the secret agents present to open a session (replaced by node certificates with the PKI). */
-  nodeTokenDigest: string;
 }
 
 export interface Cluster {

@@ -7,7 +7,7 @@ import { ShoalError } from '../core/index.js';
 import type { Logger } from '../lib/logger.js';
 import { createRuntime } from '../runtime/index.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { dataPaths, readDataDir, writeFileAtomic } from './data-dir.js';
+import { dataPaths, readDataDir, readNodeTls, writeFileAtomic } from './data-dir.js';
 import { startManager, type Manager } from './manager.js';
 
 const AGENT_CONNECT_TIMEOUT_MS = 30_000;
@@ -67,7 +67,7 @@ export const startDaemon = async (opts: DaemonOptions): Promise<Daemon> => {
     const agent = new Agent({
       nodeId: dd.config.nodeId,
       manager: connectAddress(manager.address),
-      token: dd.credentials.nodeToken,
+      tls: readNodeTls(opts.dataDir),
       address: dd.config.listenAddr,
       runtime,
       logger: opts.logger.child({ component: 'agent' }),

@@ -12,6 +12,7 @@ import type { Clock } from '../lib/clock.js';
 import { isoNow } from '../lib/clock.js';
 import { newId, newSecret } from '../lib/ids.js';
 import { secretDigest } from '../lib/secrets.js';
+import { createNodeKeyAndCsr, createRootCa, signNodeCsr } from '../pki/index.js';
 import type { Store } from '../store/store.js';
 
 export type RuntimeName = 'docker' | 'exec';
@@ -27,8 +28,13 @@ export interface NodeConfig {
 export interface Credentials {
   /** Bearer token of the CLI (admin). */
   adminToken: string;
-  /** Secret the local agent presents to open its session. */
-  nodeToken: string;
+}
+
+/** The node's TLS material, PEM: the cluster CA certificate, and this node's certificate and key. */
+export interface NodeTls {
+  ca: string;
+  cert: string;
+  key: string;
 }
 
 export const dataPaths = (dir: string) => ({
@@ -39,6 +45,10 @@ export const dataPaths = (dir: string) => ({
   pid: join(dir, 'shoal.pid'),
   log: join(dir, 'shoal.log'),
   exec: join(dir, 'exec'),
+  ca: join(dir, 'ca.pem'),
+  caKey: join(dir, 'ca-key.pem'),
+  cert: join(dir, 'node.pem'),
+  key: join(dir, 'node-key.pem'),
 });
 
 export const DEFAULT_LISTEN_ADDR = '127.0.0.1:7420';
@@ -90,7 +100,7 @@ export const readDataDir = (dir: string): Omit<DataDir, 'created'> | undefined =
  * Makes `dir` a node of a new cluster, or loads the node it already is (init on an existing data dir restarts that
  * node, it never makes a second cluster). Explicit options replace the stored listen address and runtime.
  */
-export const initDataDir = (dir: string, opts: { listenAddr?: string; runtime?: RuntimeName } = {}): DataDir => {
+export const initDataDir = async (dir: string, opts: { listenAddr?: string; runtime?: RuntimeName } = {}): Promise<DataDir> => {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const p = dataPaths(dir);
   if (opts.listenAddr !== undefined) parseListenAddr(opts.listenAddr);
@@ -101,10 +111,38 @@ export const initDataDir = (dir: string, opts: { listenAddr?: string; runtime?: 
     listenAddr: opts.listenAddr ?? existing?.config.listenAddr ?? DEFAULT_LISTEN_ADDR,
     runtime: opts.runtime ?? existing?.config.runtime ?? 'docker',
   };
-  const credentials: Credentials = existing?.credentials ?? { adminToken: newSecret(), nodeToken: newSecret() };
+  const credentials: Credentials = existing?.credentials ?? { adminToken: newSecret() };
   if (!existing) writeFileAtomic(p.credentials, JSON.stringify(credentials, null, 2) + '\n');
   writeFileAtomic(p.node, JSON.stringify(config, null, 2) + '\n');
+  await ensurePki(dir, config, new Date());
   return { config, credentials, created: !existing };
+};
+
+/**
+ * Creates what is missing of the first manager's PKI: the cluster's root CA (its key never leaves the data dir) and
+ * this node's manager certificate, valid for the addresses it serves on. Idempotent, like the rest of init.
+ */
+const ensurePki = async (dir: string, config: NodeConfig, now: Date): Promise<void> => {
+  const p = dataPaths(dir);
+  if (!existsSync(p.ca) || !existsSync(p.caKey)) {
+    const ca = await createRootCa({ clusterId: config.clusterId, now });
+    writeFileAtomic(p.caKey, ca.keyPem, 0o600);
+    writeFileAtomic(p.ca, ca.certPem, 0o644);
+  }
+  if (!existsSync(p.cert) || !existsSync(p.key)) {
+    const ca = { certPem: readFileSync(p.ca, 'utf8'), keyPem: readFileSync(p.caKey, 'utf8') };
+    const { keyPem, csrPem } = await createNodeKeyAndCsr({ nodeId: config.nodeId });
+    const { host } = parseListenAddr(config.listenAddr);
+    const certPem = await signNodeCsr({ ca, csrPem, nodeId: config.nodeId, role: 'manager', clusterId: config.clusterId, now, hosts: [...new Set([host, '127.0.0.1', 'localhost', hostname()])] });
+    writeFileAtomic(p.key, keyPem, 0o600);
+    writeFileAtomic(p.cert, certPem, 0o644);
+  }
+};
+
+/** Reads the node's TLS material. */
+export const readNodeTls = (dir: string): NodeTls => {
+  const p = dataPaths(dir);
+  return { ca: readFileSync(p.ca, 'utf8'), cert: readFileSync(p.cert, 'utf8'), key: readFileSync(p.key, 'utf8') };
 };
 
 /** Creates the cluster and this node in the store when they are missing (idempotent). */
@@ -119,7 +157,7 @@ export const bootstrapStore = async (store: Store, dd: Omit<DataDir, 'created'>,
       id: dd.config.clusterId,
       meta,
       spec: { name: 'shoal', heartbeatPeriodMs: DEFAULT_HEARTBEAT_MS, taskHistoryLimit: 5 },
-      auth: { adminTokenDigests: [secretDigest(dd.credentials.adminToken)], nodeTokenDigest: secretDigest(dd.credentials.nodeToken) },
+      auth: { adminTokenDigests: [secretDigest(dd.credentials.adminToken)] },
     };
     ops.push({ op: 'create' as const, object: cluster });
   } else if (clusters[0]?.id !== dd.config.clusterId) {

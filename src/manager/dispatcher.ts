@@ -7,11 +7,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { ShoalError, transition, type Cluster, type Node, type NodeDescription, type Task } from '../core/index.js';
+import type { TLSSocket } from 'node:tls';
+import { ShoalError, transition, type Cluster, type Node, type NodeDescription, type NodeRole, type Task } from '../core/index.js';
 import type { Clock } from '../lib/clock.js';
 import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
-import { bearerToken, secretMatches } from '../lib/secrets.js';
 import { rawText } from '../lib/ws-text.js';
 import {
   SESSION_PATH,
@@ -27,6 +27,7 @@ import type { Cache } from '../store/cache.js';
 import type { Op, Store, WatchEvent } from '../store/store.js';
 import type { LogSource } from '../api/server.js';
 import type { HeartbeatSource } from '../reconcile/index.js';
+import { verifyNodeCertificate, type NodeIdentity } from '../pki/index.js';
 
 export interface DispatcherOptions {
   store: Store;
@@ -34,13 +35,14 @@ export interface DispatcherOptions {
   clock: Clock;
   logger: Logger;
   newId: () => string;
+  /** PEM of the cluster CA: a session needs a node certificate it issued. */
+  ca: string;
   /** Called when a session opens or closes, so node health can re-evaluate at once. */
   onSessionChange?: () => void;
   /** How often every connected node gets its full assignment set again, even without changes (default 10 s). */
   resendMs?: number;
 }
 
-const NODE_ID_RE = /^[a-z0-9]{1,64}$/;
 const HELLO_TIMEOUT_MS = 5000;
 const CONFLICT_RETRIES = 8;
 
@@ -181,17 +183,21 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     };
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== SESSION_PATH) return refuse(400, `no WebSocket endpoint at ${url.pathname}`);
-    const cluster = this.opts.cache.list('cluster')[0];
-    const token = bearerToken(req.headers.authorization);
-    if (!cluster || token === undefined || !secretMatches(token, [cluster.auth.nodeTokenDigest])) {
-      return refuse(401, 'invalid node credentials');
+    // Mutual TLS: the node is whoever its certificate, issued by this cluster's CA, says it is.
+    const tls = req.socket as TLSSocket;
+    const peer = typeof tls.getPeerCertificate === 'function' ? tls.getPeerCertificate() : undefined;
+    if (!peer?.raw) return refuse(401, 'a node certificate issued by the cluster CA is required');
+    let identity: NodeIdentity;
+    try {
+      identity = verifyNodeCertificate(peer.raw, { ca: this.opts.ca, now: new Date(this.opts.clock.now()) });
+    } catch (e) {
+      return refuse(401, e instanceof Error ? e.message : String(e));
     }
-    const nodeId = String(req.headers['x-shoal-node-id'] ?? '');
-    if (!NODE_ID_RE.test(nodeId)) return refuse(400, 'missing or malformed x-shoal-node-id header');
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(nodeId, ws));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(identity, ws));
   }
 
-  private accept(nodeId: string, ws: WebSocket): void {
+  private accept(identity: NodeIdentity, ws: WebSocket): void {
+    const { nodeId } = identity;
     const log = this.opts.logger.child({ nodeId });
     let session: Session | undefined;
     const helloTimer = setTimeout(() => ws.close(1008, 'no hello'), HELLO_TIMEOUT_MS);
@@ -212,7 +218,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
         }
         const s: Session = { nodeId, ws, logs: new Map(), chain: Promise.resolve() };
         session = s;
-        void this.register(s, m.description).catch((e: unknown) => {
+        void this.register(s, m.description, identity.role).catch((e: unknown) => {
           log.error('cannot register node', { error: e });
           ws.close(1011, 'cannot register node');
         });
@@ -254,8 +260,8 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     });
   }
 
-  private async register(s: Session, description: NodeDescription): Promise<void> {
-    await this.upsertNode(s.nodeId, description);
+  private async register(s: Session, description: NodeDescription, role: NodeRole): Promise<void> {
+    await this.upsertNode(s.nodeId, description, role);
     const previous = this.sessions.get(s.nodeId);
     this.sessions.set(s.nodeId, s);
     if (previous) previous.ws.close(1008, 'replaced by a newer session');
@@ -268,8 +274,8 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     this.opts.onSessionChange?.();
   }
 
-  /** Records what the node says it is; a node seen for the first time is registered as an active worker. */
-  private async upsertNode(nodeId: string, d: NodeDescription): Promise<void> {
+  /** Records what the node says it is; a node seen for the first time is registered, active, in its certificate's role. */
+  private async upsertNode(nodeId: string, d: NodeDescription, role: NodeRole): Promise<void> {
     const { cache, store, clock } = this.opts;
     for (let attempt = 0; ; attempt++) {
       const n = cache.get('node', nodeId);
@@ -280,7 +286,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
           kind: 'node',
           id: nodeId,
           meta: { version: 0, createdAt: iso, updatedAt: iso },
-          spec: { role: 'worker', availability: 'active', labels: {} },
+          spec: { role, availability: 'active', labels: {} },
           description: d,
           status: { state: 'unknown', message: 'registered' },
         };

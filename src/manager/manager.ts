@@ -3,7 +3,7 @@
 // With the embedded SQLite store there is exactly one manager, so it is always the leader: the reconcilers and the
 // scheduler run here unconditionally. (Leadership among several managers comes with the etcd store.)
 
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '../lib/clock.js';
 import { systemClock } from '../lib/clock.js';
@@ -14,7 +14,7 @@ import { NodeHealth, SchedulingLoop, ServiceController, type ControllerContext }
 import { Cache } from '../store/cache.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { Store } from '../store/store.js';
-import { bootstrapStore, dataPaths, parseListenAddr, readDataDir } from './data-dir.js';
+import { bootstrapStore, dataPaths, parseListenAddr, readDataDir, readNodeTls } from './data-dir.js';
 import { Dispatcher } from './dispatcher.js';
 import { VERSION } from './version.js';
 
@@ -51,7 +51,8 @@ export const startManager = async (opts: ManagerOptions): Promise<Manager> => {
     const logger = opts.logger;
     const ctx: ControllerContext = { store, cache, clock, logger: logger.child({ component: 'reconcile' }), newId: () => newId() };
     // Node health reads the dispatcher's heartbeats; the dispatcher pokes it when a session opens or closes.
-    const dispatcher: Dispatcher = new Dispatcher({ store, cache, clock, logger: logger.child({ component: 'dispatcher' }), newId: () => newId(), onSessionChange: () => health.poke() });
+    const tls = readNodeTls(opts.dataDir);
+    const dispatcher: Dispatcher = new Dispatcher({ store, cache, clock, ca: tls.ca, logger: logger.child({ component: 'dispatcher' }), newId: () => newId(), onSessionChange: () => health.poke() });
     const health = new NodeHealth(ctx, dispatcher);
     const services = new ServiceController(ctx);
     const scheduling = new SchedulingLoop(ctx);
@@ -59,7 +60,9 @@ export const startManager = async (opts: ManagerOptions): Promise<Manager> => {
     tasks.push(services.run(ctl.signal), scheduling.run(ctl.signal), health.run(ctl.signal));
 
     const api = new Api({ store, cache, clock, logger: logger.child({ component: 'api' }), newId: () => newId(), logs: dispatcher, nodeId: dd.config.nodeId, version: VERSION, storeName: 'sqlite' });
-    const srv = createServer(api.handle);
+    // One TLS listener for the API and the agent sessions. Client certificates are asked for but not required here:
+    // sessions check them (mutual TLS), API requests carry a bearer token instead.
+    const srv = createServer({ ca: tls.ca, cert: tls.cert, key: tls.key, requestCert: true, rejectUnauthorized: false }, api.handle);
     server = srv;
     srv.on('upgrade', (req, socket, head) => dispatcher.handleUpgrade(req, socket, head));
     const { host, port } = parseListenAddr(opts.listenAddr ?? dd.config.listenAddr);

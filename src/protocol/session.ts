@@ -5,6 +5,9 @@ import type { DesiredState, NodeDescription, Task, TaskState } from '../core/ind
 export const SESSION_PATH = '/v1/session';
 export const SESSION_PROTOCOL_VERSION = 1;
 
+/** The TLS server name in every manager's certificate: clients check it whatever address they dialled. */
+export const MANAGER_TLS_NAME = 'shoal-manager';
+
 /** What an agent needs of a task; the manager sends tasks whole so the agent needs nothing else. */
 export type AssignedTask = Pick<Task, 'id' | 'serviceId' | 'serviceName' | 'slot' | 'nodeId' | 'spec' | 'desiredState' | 'serviceVersion'> & {
   state: TaskState;

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { createLogger } from '../../lib/logger.js';
 import { sleep } from '../../lib/abort.js';
 import { connectAddress, runningPid, startDaemon } from '../../manager/daemon.js';
-import { dataPaths, initDataDir, readDataDir, type RuntimeName } from '../../manager/data-dir.js';
+import { dataPaths, initDataDir, readDataDir, readNodeTls, type RuntimeName } from '../../manager/data-dir.js';
 import { ShoalClient } from '../client.js';
 import { defaultDataDir, writeContext } from '../context.js';
 
@@ -68,9 +68,10 @@ const waitReady = async (client: ShoalClient, nodeId: string, child: { exited: b
 const init = async (flags: InitFlags): Promise<void> => {
   const dataDir = dataDirOf(flags.dataDir);
   const runtime = parseRuntime(flags.runtime);
-  const dd = initDataDir(dataDir, { ...(flags.listenAddr ? { listenAddr: flags.listenAddr } : {}), ...(runtime ? { runtime } : {}) });
+  const dd = await initDataDir(dataDir, { ...(flags.listenAddr ? { listenAddr: flags.listenAddr } : {}), ...(runtime ? { runtime } : {}) });
   const host = connectAddress(dd.config.listenAddr);
-  const ctxPath = writeContext({ host, token: dd.credentials.adminToken, clusterId: dd.config.clusterId });
+  const tls = readNodeTls(dataDir);
+  const ctxPath = writeContext({ host, token: dd.credentials.adminToken, clusterId: dd.config.clusterId, ca: tls.ca });
   const what = dd.created ? `Cluster ${dd.config.clusterId} initialized` : `Restarting node ${dd.config.nodeId} of cluster ${dd.config.clusterId}`;
   const pid = runningPid(dataDir);
   if (pid !== undefined) {
@@ -92,7 +93,7 @@ const init = async (flags: InitFlags): Promise<void> => {
   const state = { exited: false };
   child.on('exit', () => (state.exited = true));
   child.unref();
-  await waitReady(new ShoalClient({ host, token: dd.credentials.adminToken }), dd.config.nodeId, state, paths.log);
+  await waitReady(new ShoalClient({ host, token: dd.credentials.adminToken, ca: tls.ca }), dd.config.nodeId, state, paths.log);
   process.stdout.write(`${what}.\nNode ${dd.config.nodeId} ready; manager at ${host} (runtime ${dd.config.runtime}, log ${paths.log}).\nCLI context: ${ctxPath}\n`);
 };
 
