@@ -4,14 +4,19 @@
 // that reads right after a write sees it. Writes that must not race (unique names) go through one mutex.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import { ShoalError, invalid, notFound, type Cluster, type Node, type Service, type ServiceSpec, type Task } from '../core/index.js';
 import type { Clock } from '../lib/clock.js';
 import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
-import { bearerToken, secretMatches } from '../lib/secrets.js';
+import { bearerToken, secretDigest, secretMatches } from '../lib/secrets.js';
+import { caDigest, formatJoinToken, newJoinSecret, parseJoinToken, signNodeCsr, verifyNodeCertificate } from '../pki/index.js';
 import {
   API_PREFIX,
   clusterUpdateSchema,
+  joinRequestSchema,
+  joinRotateSchema,
+  type JoinResponse,
   nodeUpdateSchema,
   scaleRequestSchema,
   serviceSpecSchema,
@@ -29,7 +34,17 @@ export interface LogSource {
   taskLogs(task: Task, opts: { follow: boolean; tail?: number; since?: number; signal: AbortSignal }): AsyncIterable<{ stream: 'stdout' | 'stderr'; time?: string; line: string }>;
 }
 
+/** What the API needs to admit nodes: the cluster CA, key included (held by managers only). */
+export interface CaMaterial {
+  certPem: string;
+  keyPem: string;
+}
+
+/** Routes a node without credentials may call: fetching the CA to check it against its token, and joining. */
+const PUBLIC_PATHS = new Set([`${API_PREFIX}/ca`, `${API_PREFIX}/join`]);
+
 export interface ApiDeps {
+  ca: CaMaterial;
   store: Store;
   cache: Cache;
   clock: Clock;
@@ -80,7 +95,11 @@ export class Api {
       .add('GET', `${p}/nodes/:ref`, async (c) => sendJson(c.res, 200, this.node(c.params.ref)))
       .add('POST', `${p}/nodes/:ref/update`, (c) => this.updateNode(c))
       .add('GET', `${p}/cluster`, async (c) => sendJson(c.res, 200, this.clusterView()))
-      .add('POST', `${p}/cluster/update`, (c) => this.updateCluster(c));
+      .add('POST', `${p}/cluster/update`, (c) => this.updateCluster(c))
+      .add('GET', `${p}/ca`, async (c) => sendJson(c.res, 200, { ca: this.deps.ca.certPem }))
+      .add('POST', `${p}/join`, (c) => this.join(c))
+      .add('GET', `${p}/join-tokens`, async (c) => sendJson(c.res, 200, this.joinTokens()))
+      .add('POST', `${p}/join-tokens/rotate`, (c) => this.rotateJoinToken(c));
   }
 
   /** The request listener for node:http. */
@@ -94,13 +113,25 @@ export class Api {
 
   private async dispatch(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    this.authenticate(req);
+    if (!PUBLIC_PATHS.has(url.pathname)) this.authenticate(req);
     const m = this.router.match(req.method ?? 'GET', url.pathname);
     if ('error' in m) throw m.error;
     await m.handler({ req, res, params: m.params, query: url.searchParams, signal });
   }
 
   private authenticate(req: IncomingMessage): void {
+    // A node certificate proves a node, not a user: a worker's certificate grants the session protocol only.
+    const peer = (req.socket as TLSSocket).getPeerCertificate?.();
+    if (peer?.raw) {
+      const role = (() => {
+        try {
+          return verifyNodeCertificate(peer.raw, { ca: this.deps.ca.certPem, now: new Date(this.deps.clock.now()) }).role;
+        } catch {
+          return undefined;
+        }
+      })();
+      if (role === 'worker') throw new ShoalError('permission_denied', 'a worker certificate grants only the node session protocol, not the user API');
+    }
     const token = bearerToken(req.headers.authorization);
     if (token === undefined) throw new ShoalError('unauthenticated', 'missing credentials: send "Authorization: Bearer <token>" (the token shoal init wrote to the CLI context)');
     const cluster = this.cluster();
@@ -317,6 +348,47 @@ export class Api {
       return this.commit([{ op: 'update', object: { ...cl, spec } }], c.signal);
     });
     sendJson(c.res, 200, this.clusterView());
+  }
+
+  // ------------------------------------------------------------ joining
+
+  private joinTokens(): { worker: string; manager: string } {
+    const { joinSecrets } = this.cluster().auth;
+    const digest = caDigest(this.deps.ca.certPem);
+    return { worker: formatJoinToken(digest, joinSecrets.worker), manager: formatJoinToken(digest, joinSecrets.manager) };
+  }
+
+  private async rotateJoinToken(c: RequestContext): Promise<void> {
+    const parsed = joinRotateSchema.safeParse(await readJson(c.req));
+    if (!parsed.success) throw fromZod(parsed.error, 'rotate request');
+    const { role } = parsed.data;
+    await this.retryOnConflict(async () => {
+      const cl = this.cluster();
+      // Only new joins use the token: nodes that joined hold certificates and are not affected.
+      const auth = { ...cl.auth, joinSecrets: { ...cl.auth.joinSecrets, [role]: newJoinSecret() } };
+      return this.commit([{ op: 'update', object: { ...cl, auth } }], c.signal);
+    });
+    this.deps.logger.info('join token rotated', { role });
+    sendJson(c.res, 200, this.joinTokens());
+  }
+
+  /** Issues a certificate to a node that presents a valid join token; the token decides the role, the manager the id. */
+  private async join(c: RequestContext): Promise<void> {
+    const parsed = joinRequestSchema.safeParse(await readJson(c.req));
+    if (!parsed.success) throw fromZod(parsed.error, 'join request');
+    const token = parseJoinToken(parsed.data.token);
+    const cluster = this.cluster();
+    if (token.caDigest !== caDigest(this.deps.ca.certPem)) throw new ShoalError('unauthenticated', 'invalid join token: it is for another cluster (its CA digest does not match)');
+    const role = (['worker', 'manager'] as const).find((r) => secretMatches(token.secret, [secretDigest(cluster.auth.joinSecrets[r])]));
+    if (!role) throw new ShoalError('unauthenticated', 'invalid join token: the secret is not a current join token of this cluster (rotated?)');
+    if (role === 'manager') {
+      throw new ShoalError('failed_precondition', 'joining as a manager needs a shared store (etcd); this cluster runs the embedded SQLite store');
+    }
+    const nodeId = this.deps.newId();
+    const cert = await signNodeCsr({ ca: this.deps.ca, csrPem: parsed.data.csr, nodeId, role, clusterId: cluster.id, now: new Date(this.deps.clock.now()) });
+    this.deps.logger.info('node joined', { nodeId, role });
+    const body: JoinResponse = { nodeId, clusterId: cluster.id, role, cert, ca: this.deps.ca.certPem };
+    sendJson(c.res, 200, body);
   }
 
   // ------------------------------------------------------------ writes

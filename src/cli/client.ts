@@ -178,6 +178,14 @@ export class ShoalClient {
     return this.json('POST', '/cluster/update', update);
   }
 
+  joinTokens(): Promise<{ worker: string; manager: string }> {
+    return this.json('GET', '/join-tokens');
+  }
+
+  rotateJoinToken(role: 'worker' | 'manager'): Promise<{ worker: string; manager: string }> {
+    return this.json('POST', '/join-tokens/rotate', { role });
+  }
+
   inspectNode(ref: string): Promise<Node> {
     return this.json('GET', `/nodes/${encodeURIComponent(ref)}`);
   }

@@ -37,6 +37,8 @@ export interface ClusterSpec {
 export interface ClusterAuth {
   /** Digests of admin API tokens (the credential `shoal init` writes to the CLI context). */
   adminTokenDigests: string[];
+  /** The secrets of the current join tokens, per role (`shoal join-token` shows them; rotating replaces them). */
+  joinSecrets: { worker: string; manager: string };
 }
 
 export interface Cluster {

@@ -7,7 +7,7 @@ import { ShoalError } from '../core/index.js';
 import type { Logger } from '../lib/logger.js';
 import { createRuntime } from '../runtime/index.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { dataPaths, readDataDir, readNodeTls, writeFileAtomic } from './data-dir.js';
+import { dataPaths, readDataDir, readNodeConfig, readNodeTls, writeFileAtomic, type NodeConfig } from './data-dir.js';
 import { startManager, type Manager } from './manager.js';
 
 const AGENT_CONNECT_TIMEOUT_MS = 30_000;
@@ -49,30 +49,52 @@ export const runningPid = (dataDir: string): number | undefined => {
 export const connectAddress = (listen: string): string =>
   listen.replace(/^0\.0\.0\.0:/, '127.0.0.1:').replace(/^\[::\]:/, '127.0.0.1:');
 
+/** Claims the data dir's pidfile for this process; refuses when another live daemon holds it. */
+const claimPidfile = (dataDir: string): void => {
+  const other = runningPid(dataDir);
+  if (other !== undefined && other !== process.pid) {
+    throw new ShoalError('failed_precondition', `a Shoal daemon (pid ${other}) already runs on ${dataDir}; stop it with 'shoal stop --data-dir ${dataDir}'`);
+  }
+  writeFileAtomic(dataPaths(dataDir).pid, `${process.pid}\n`, 0o644);
+};
+
+const releasePidfile = (dataDir: string): void => {
+  const paths = dataPaths(dataDir);
+  rmSync(paths.ready, { force: true });
+  if (runningPid(dataDir) === process.pid) rmSync(paths.pid, { force: true });
+};
+
+/** The node's agent, connecting to `managerAddr` with the node's certificate; marks the data dir ready once connected. */
+const startAgent = (dataDir: string, config: NodeConfig, managerAddr: string, opts: DaemonOptions, signal: AbortSignal): { agent: Agent; runtime: Runtime; running: Promise<void> } => {
+  const runtime = createRuntime(config.runtime, { dataDir, ...(opts.dockerSocket ? { dockerSocket: opts.dockerSocket } : {}) });
+  const agent = new Agent({
+    nodeId: config.nodeId,
+    manager: managerAddr,
+    tls: readNodeTls(dataDir),
+    address: config.listenAddr,
+    runtime,
+    logger: opts.logger.child({ component: 'agent' }),
+  });
+  const running = agent.run(signal);
+  void agent.connected.then(() => {
+    if (!signal.aborted) writeFileAtomic(dataPaths(dataDir).ready, `${process.pid}\n`, 0o644);
+  });
+  return { agent, runtime, running };
+};
+
+/** A manager node: the manager and the node's own agent, which reaches it over loopback like any other node. */
 export const startDaemon = async (opts: DaemonOptions): Promise<Daemon> => {
   const dd = readDataDir(opts.dataDir);
-  if (!dd) throw new ShoalError('failed_precondition', `${opts.dataDir} holds no Shoal node; run 'shoal init --data-dir ${opts.dataDir}' first`);
-  const paths = dataPaths(opts.dataDir);
-  const other = runningPid(opts.dataDir);
-  if (other !== undefined && other !== process.pid) {
-    throw new ShoalError('failed_precondition', `a Shoal daemon (pid ${other}) already runs on ${opts.dataDir}; stop it with 'shoal stop --data-dir ${opts.dataDir}'`);
-  }
-  writeFileAtomic(paths.pid, `${process.pid}\n`, 0o644);
+  if (!dd) throw new ShoalError('failed_precondition', `${opts.dataDir} holds no Shoal manager node; run 'shoal init --data-dir ${opts.dataDir}' first`);
+  claimPidfile(opts.dataDir);
   let manager: Manager | undefined;
   const ctl = new AbortController();
   let running: Promise<void> | undefined;
   try {
     manager = await startManager({ dataDir: opts.dataDir, logger: opts.logger.child({ component: 'manager' }), ...(opts.listenAddr ? { listenAddr: opts.listenAddr } : {}) });
-    const runtime = createRuntime(dd.config.runtime, { dataDir: opts.dataDir, ...(opts.dockerSocket ? { dockerSocket: opts.dockerSocket } : {}) });
-    const agent = new Agent({
-      nodeId: dd.config.nodeId,
-      manager: connectAddress(manager.address),
-      tls: readNodeTls(opts.dataDir),
-      address: dd.config.listenAddr,
-      runtime,
-      logger: opts.logger.child({ component: 'agent' }),
-    });
-    const run = agent.run(ctl.signal);
+    const started = startAgent(opts.dataDir, dd.config, connectAddress(manager.address), opts, ctl.signal);
+    const { agent, runtime } = started;
+    const run = started.running;
     running = run;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
@@ -92,14 +114,44 @@ export const startDaemon = async (opts: DaemonOptions): Promise<Daemon> => {
           await run.catch(() => undefined);
           await runtime.close();
           await m.close();
-          if (runningPid(opts.dataDir) === process.pid) rmSync(paths.pid, { force: true });
+          releasePidfile(opts.dataDir);
         })()),
     };
   } catch (e) {
     ctl.abort();
     await running?.catch(() => undefined);
     await manager?.close();
-    rmSync(paths.pid, { force: true });
+    releasePidfile(opts.dataDir);
     throw e;
   }
+};
+
+export interface Worker {
+  readonly agent: Agent;
+  readonly runtime: Runtime;
+  close(): Promise<void>;
+}
+
+/**
+ * A worker node: only its agent, connected to the manager it joined. It starts even while the manager is
+ * unreachable (its containers keep running; the agent reconnects when it can).
+ */
+export const startWorker = (opts: DaemonOptions): Worker => {
+  const config = readNodeConfig(opts.dataDir);
+  if (config?.role !== 'worker' || !config.managerAddr) throw new ShoalError('failed_precondition', `${opts.dataDir} holds no Shoal worker node; join one with 'shoal join'`);
+  claimPidfile(opts.dataDir);
+  const ctl = new AbortController();
+  const { agent, runtime, running } = startAgent(opts.dataDir, config, config.managerAddr, opts, ctl.signal);
+  let closed: Promise<void> | undefined;
+  return {
+    agent,
+    runtime,
+    close: () =>
+      (closed ??= (async () => {
+        ctl.abort();
+        await running.catch(() => undefined);
+        await runtime.close();
+        releasePidfile(opts.dataDir);
+      })()),
+  };
 };

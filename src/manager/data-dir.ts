@@ -12,7 +12,7 @@ import type { Clock } from '../lib/clock.js';
 import { isoNow } from '../lib/clock.js';
 import { newId, newSecret } from '../lib/ids.js';
 import { secretDigest } from '../lib/secrets.js';
-import { createNodeKeyAndCsr, createRootCa, signNodeCsr } from '../pki/index.js';
+import { createNodeKeyAndCsr, createRootCa, newJoinSecret, signNodeCsr } from '../pki/index.js';
 import type { Store } from '../store/store.js';
 
 export type RuntimeName = 'docker' | 'exec';
@@ -20,9 +20,13 @@ export type RuntimeName = 'docker' | 'exec';
 export interface NodeConfig {
   clusterId: string;
   nodeId: string;
-  /** HOST:PORT the manager listens on. */
+  /** HOST:PORT the manager listens on (a worker: the address it was started with, shown in `node ls`). */
   listenAddr: string;
   runtime: RuntimeName;
+  /** Absent (older data dirs) means manager. */
+  role?: 'manager' | 'worker';
+  /** Workers: HOST:PORT of the manager they joined. */
+  managerAddr?: string;
 }
 
 export interface Credentials {
@@ -45,6 +49,8 @@ export const dataPaths = (dir: string) => ({
   pid: join(dir, 'shoal.pid'),
   log: join(dir, 'shoal.log'),
   exec: join(dir, 'exec'),
+  /** Present while the daemon runs and its agent has a session (what a detached start waits for). */
+  ready: join(dir, 'shoal.ready'),
   ca: join(dir, 'ca.pem'),
   caKey: join(dir, 'ca-key.pem'),
   cert: join(dir, 'node.pem'),
@@ -87,7 +93,21 @@ export interface DataDir {
   created: boolean;
 }
 
-/** Reads the node's files; undefined when the directory holds no initialized node. */
+/** The node's identity and settings, manager or worker; undefined when the directory holds no node. */
+export const readNodeConfig = (dir: string): NodeConfig | undefined => readJsonFile<NodeConfig>(dataPaths(dir).node);
+
+/** Writes a worker's data dir from what joining returned: identity, manager address, CA and certificate. */
+export const writeWorkerDataDir = (dir: string, w: { config: NodeConfig; tls: NodeTls }): void => {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const p = dataPaths(dir);
+  writeFileAtomic(p.ca, w.tls.ca, 0o644);
+  writeFileAtomic(p.key, w.tls.key, 0o600);
+  writeFileAtomic(p.cert, w.tls.cert, 0o644);
+  // node.json last: its presence says the join completed.
+  writeFileAtomic(p.node, JSON.stringify(w.config, null, 2) + '\n');
+};
+
+/** Reads the node's files; undefined when the directory holds no initialized manager node. */
 export const readDataDir = (dir: string): Omit<DataDir, 'created'> | undefined => {
   const p = dataPaths(dir);
   const config = readJsonFile<NodeConfig>(p.node);
@@ -104,6 +124,9 @@ export const initDataDir = async (dir: string, opts: { listenAddr?: string; runt
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const p = dataPaths(dir);
   if (opts.listenAddr !== undefined) parseListenAddr(opts.listenAddr);
+  if (readNodeConfig(dir)?.role === 'worker') {
+    throw new ShoalError('failed_precondition', `${dir} holds a worker node; restart it with 'shoal join --data-dir ${dir}'`);
+  }
   const existing = readDataDir(dir);
   const config: NodeConfig = {
     clusterId: existing?.config.clusterId ?? newId(),
@@ -157,7 +180,7 @@ export const bootstrapStore = async (store: Store, dd: Omit<DataDir, 'created'>,
       id: dd.config.clusterId,
       meta,
       spec: { name: 'shoal', heartbeatPeriodMs: DEFAULT_HEARTBEAT_MS, taskHistoryLimit: 5 },
-      auth: { adminTokenDigests: [secretDigest(dd.credentials.adminToken)] },
+      auth: { adminTokenDigests: [secretDigest(dd.credentials.adminToken)], joinSecrets: { worker: newJoinSecret(), manager: newJoinSecret() } },
     };
     ops.push({ op: 'create' as const, object: cluster });
   } else if (clusters[0]?.id !== dd.config.clusterId) {

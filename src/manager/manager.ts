@@ -3,6 +3,7 @@
 // With the embedded SQLite store there is exactly one manager, so it is always the leader: the reconcilers and the
 // scheduler run here unconditionally. (Leadership among several managers comes with the etcd store.)
 
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '../lib/clock.js';
@@ -59,7 +60,9 @@ export const startManager = async (opts: ManagerOptions): Promise<Manager> => {
     dispatcher.run(ctl.signal);
     tasks.push(services.run(ctl.signal), scheduling.run(ctl.signal), health.run(ctl.signal));
 
-    const api = new Api({ store, cache, clock, logger: logger.child({ component: 'api' }), newId: () => newId(), logs: dispatcher, nodeId: dd.config.nodeId, version: VERSION, storeName: 'sqlite' });
+    const paths = dataPaths(opts.dataDir);
+    const ca = { certPem: tls.ca, keyPem: readFileSync(paths.caKey, 'utf8') };
+    const api = new Api({ ca, store, cache, clock, logger: logger.child({ component: 'api' }), newId: () => newId(), logs: dispatcher, nodeId: dd.config.nodeId, version: VERSION, storeName: 'sqlite' });
     // One TLS listener for the API and the agent sessions. Client certificates are asked for but not required here:
     // sessions check them (mutual TLS), API requests carry a bearer token instead.
     const srv = createServer({ ca: tls.ca, cert: tls.cert, key: tls.key, requestCert: true, rejectUnauthorized: false }, api.handle);

@@ -116,6 +116,21 @@ export const nodeUpdateSchema = z
   .strict();
 export type NodeUpdateRequest = z.input<typeof nodeUpdateSchema>;
 
+/** `POST /v1/join`: a node asks for its certificate with a join token (no other credential). */
+export const joinRequestSchema = z.object({ token: z.string().min(1).max(256), csr: z.string().min(1).max(16_384) }).strict();
+export type JoinRequest = z.input<typeof joinRequestSchema>;
+
+export interface JoinResponse {
+  nodeId: string;
+  clusterId: string;
+  role: 'manager' | 'worker';
+  /** PEM: the node's certificate, and the cluster CA. */
+  cert: string;
+  ca: string;
+}
+
+export const joinRotateSchema = z.object({ role: z.enum(['worker', 'manager']) }).strict();
+
 /** `shoal cluster update`: cluster-wide settings. */
 export const clusterUpdateSchema = z
   .object({

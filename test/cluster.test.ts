@@ -1,0 +1,124 @@
+// Two nodes, each its own process and data dir on loopback, sharing one Docker Engine: joining with tokens,
+// refusals (wrong token, a CA the token does not pin, worker certificates on the user API), spreading, failover
+// when a worker is SIGKILLed, and a worker that comes back without excess replicas.
+
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { TEST_IMAGE, containersOfNode, eventually, freePort, httpsRequest, removeNodeContainers, shoal, tempDir } from './helpers.js';
+
+describe('a cluster of a manager and a worker', () => {
+  let dir: string;
+  let env: Record<string, string>;
+  let managerAddr = '';
+  const ids = { manager: '', worker: '' };
+  const run = (...args: string[]) => shoal(args, env);
+  const ok = (...args: string[]): string => {
+    const r = run(...args);
+    assert.equal(r.code, 0, `shoal ${args.join(' ')} failed:\n${r.stderr}`);
+    return r.stdout;
+  };
+  const json = <T>(...args: string[]): T => JSON.parse(ok(...args)) as T;
+  const nodeId = (d: string): string => (JSON.parse(readFileSync(join(dir, d, 'node.json'), 'utf8')) as { nodeId: string }).nodeId;
+  const running = async (node: string, service: string): Promise<number> =>
+    (await containersOfNode(node)).filter((c) => c.State === 'running' && c.Labels['shoal.service.name'] === service).length;
+
+  before(async () => {
+    dir = tempDir('shoal-cluster-');
+    env = { SHOAL_CONFIG: join(dir, 'config.json') };
+    managerAddr = `127.0.0.1:${await freePort()}`;
+    ok('init', '--detach', '--data-dir', join(dir, 'manager'), '--listen-addr', managerAddr);
+    ids.manager = nodeId('manager');
+  });
+
+  after(async () => {
+    if (!dir) return;
+    run('stop', '--data-dir', join(dir, 'worker'));
+    run('stop', '--data-dir', join(dir, 'manager'));
+    for (const id of Object.values(ids)) if (id) await removeNodeContainers(id);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a join with a wrong secret, or with a token that pins another CA', () => {
+    const token = ok('join-token', 'worker', '-q').trim();
+    assert.match(token, /^SHOAL-1-[0-9a-f]{64}-[0-9a-f]+$/);
+    const wrongSecret = token.replace(/-[0-9a-f]+$/, '-0123456789abcdef0123456789abcdef');
+    const r1 = run('join', '--token', wrongSecret, '--data-dir', join(dir, 'bad1'), managerAddr);
+    assert.notEqual(r1.code, 0);
+    assert.match(r1.stderr, /not a current join token/);
+    const otherCa = token.replace(/^SHOAL-1-[0-9a-f]{64}/, `SHOAL-1-${'ab'.repeat(32)}`);
+    const r2 = run('join', '--token', otherCa, '--data-dir', join(dir, 'bad2'), managerAddr);
+    assert.notEqual(r2.code, 0);
+    assert.match(r2.stderr, /refusing to join: the manager at .* presents a CA with digest/);
+    assert.equal(json<unknown[]>('node', 'ls', '--format', 'json').length, 1, 'no node was added');
+  });
+
+  it('joins a worker with the worker token; both nodes are ready', async () => {
+    const token = ok('join-token', 'worker', '-q').trim();
+    const out = ok('join', '--token', token, '--data-dir', join(dir, 'worker'), '--detach', managerAddr);
+    assert.match(out, /joined cluster .* as worker/);
+    ids.worker = nodeId('worker');
+    await eventually('both nodes ready', () => {
+      const nodes = json<{ id: string; role: string; status: string }[]>('node', 'ls', '--format', 'json');
+      return nodes.length === 2 && nodes.every((n) => n.status === 'ready') && nodes;
+    });
+    const nodes = json<{ id: string; role: string }[]>('node', 'ls', '--format', 'json');
+    assert.deepEqual(nodes.map((n) => [n.id, n.role]).sort(), [[ids.manager, 'manager'], [ids.worker, 'worker']].sort());
+  });
+
+  it("refuses the worker's certificate on the user API", async () => {
+    const ca = readFileSync(join(dir, 'worker', 'ca.pem'), 'utf8');
+    const cert = readFileSync(join(dir, 'worker', 'node.pem'), 'utf8');
+    const key = readFileSync(join(dir, 'worker', 'node-key.pem'), 'utf8');
+    const r = await httpsRequest(managerAddr, '/v1/services', { ca, cert, key });
+    assert.equal(r.status, 403);
+    assert.match(JSON.stringify(r.json), /worker certificate grants only the node session protocol/);
+  });
+
+  it('spreads replicas over both nodes', async () => {
+    const r = run('service', 'create', '--name', 'web', '--replicas', '4', TEST_IMAGE, 'sleep', '3600');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await running(ids.manager, 'web'), 2);
+    assert.equal(await running(ids.worker, 'web'), 2);
+  });
+
+  it('moves the tasks of a SIGKILLed worker to the manager within seconds', async () => {
+    const pid = Number(readFileSync(join(dir, 'worker', 'shoal.pid'), 'utf8'));
+    const t0 = Date.now();
+    process.kill(pid, 'SIGKILL');
+    await eventually('4 replicas running on the manager', async () => (await running(ids.manager, 'web')) === 4, 30_000);
+    const took = Date.now() - t0;
+    assert.ok(took < 15_000, `failover took ${took}ms`);
+    await eventually('the worker marked down', () => json<{ id: string; status: string }[]>('node', 'ls', '--format', 'json').find((n) => n.id === ids.worker)?.status === 'down');
+  });
+
+  it('shuts down the stale tasks of a worker that comes back: never more replicas than asked', async () => {
+    const out = ok('join', '--data-dir', join(dir, 'worker'), '--detach');
+    assert.match(out, /Restarting worker/);
+    await eventually('the stale containers on the worker stopped', async () => (await running(ids.worker, 'web')) === 0, 20_000);
+    assert.equal(await running(ids.manager, 'web'), 4);
+    const ls = json<{ name: string; replicas: { desired: number; running: number } }[]>('service', 'ls', '--format', 'json');
+    assert.deepEqual(ls.map((s) => [s.name, s.replicas.running, s.replicas.desired]), [['web', 4, 4]]);
+  });
+
+  it('runs a global service on every node and follows drain', async () => {
+    const r = run('service', 'create', '--name', 'everywhere', '--mode', 'global', TEST_IMAGE, 'sleep', '3600');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await running(ids.manager, 'everywhere'), 1);
+    assert.equal(await running(ids.worker, 'everywhere'), 1);
+    ok('node', 'update', '--availability', 'drain', ids.worker);
+    await eventually('the global task gone from the drained worker', async () => (await running(ids.worker, 'everywhere')) === 0);
+    assert.equal(await running(ids.manager, 'everywhere'), 1);
+  });
+
+  it('keeps joined nodes working after the token is rotated', async () => {
+    const before = ok('join-token', 'worker', '-q').trim();
+    const after = ok('join-token', 'worker', '--rotate', '-q').trim();
+    assert.notEqual(after, before);
+    const r = run('join', '--token', before, '--data-dir', join(dir, 'late'), managerAddr);
+    assert.notEqual(r.code, 0, 'the old token no longer joins');
+    ok('node', 'update', '--availability', 'active', ids.worker);
+    await eventually('the worker runs the global task again', async () => (await running(ids.worker, 'everywhere')) === 1);
+  });
+});
