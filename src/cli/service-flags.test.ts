@@ -6,7 +6,7 @@ import { ShoalError } from '../core/index.js';
 import { serviceSpecSchema } from '../protocol/index.js';
 import { specFromFlags, type CreateFlags } from './service-flags.js';
 
-const flags = (f: Partial<CreateFlags>): CreateFlags => ({ env: [], label: [], containerLabel: [], constraint: [], name: 'web', ...f });
+const flags = (f: Partial<CreateFlags>): CreateFlags => ({ env: [], label: [], containerLabel: [], constraint: [], placementPref: [], name: 'web', ...f });
 
 const failsOn = (f: Partial<CreateFlags>, field: string, reason: RegExp): void => {
   assert.throws(
@@ -31,6 +31,7 @@ describe('specFromFlags', () => {
       limitCpu: '2',
       limitMemory: '1.5G',
       constraint: ['node.labels.zone==eu', 'node.role!=worker'],
+      placementPref: ['spread=node.labels.rack'],
       stopGracePeriod: '3s',
     }));
     const parsed = serviceSpecSchema.parse(spec);
@@ -43,6 +44,7 @@ describe('specFromFlags', () => {
       { key: 'node.labels.zone', op: '==', value: 'eu' },
       { key: 'node.role', op: '!=', value: 'worker' },
     ]);
+    assert.deepEqual(parsed.task.placement.preferences, [{ spread: 'node.labels.rack' }]);
   });
 
   it('leaves unset options to the API defaults (restart any after 5s, one replica, 10s grace)', () => {
@@ -65,5 +67,6 @@ describe('specFromFlags', () => {
     failsOn({ limitMemory: '12 parsecs' }, '--limit-memory', /not a size/);
     failsOn({ constraint: ['zone=eu'] }, '--constraint', /KEY==VALUE/);
     failsOn({ label: ['=x'] }, '--label', /empty key/);
+    failsOn({ placementPref: ['zone'] }, '--placement-pref', /spread=node\.labels\.KEY/);
   });
 });

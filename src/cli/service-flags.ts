@@ -19,6 +19,7 @@ export interface CreateFlags {
   limitCpu?: string;
   limitMemory?: string;
   constraint: string[];
+  placementPref: string[];
   stopGracePeriod?: string;
 }
 
@@ -89,9 +90,16 @@ export const specFromFlags = (image: string, args: string[], f: CreateFlags): Se
       },
       resources,
       restartPolicy: restart,
-      placement: { constraints, preferences: [] },
+      placement: { constraints, preferences: f.placementPref.map(parsePreference) },
     },
   };
+};
+
+/** `spread=node.labels.zone` → { spread: 'node.labels.zone' } (Docker's --placement-pref syntax). */
+const parsePreference = (text: string): { spread: string } => {
+  const m = /^spread=(.+)$/.exec(text.trim());
+  if (!m?.[1]) throw invalid('--placement-pref', `'${text}' is not of the form spread=node.labels.KEY`);
+  return { spread: m[1] };
 };
 
 const defined = <K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } => (v === undefined ? {} : ({ [key]: v } as { [P in K]: V }));

@@ -70,6 +70,7 @@ export const registerServiceCommands = (program: Command): void => {
     .option('--limit-cpu <cpus>', 'CPU limit per task')
     .option('--limit-memory <bytes>', 'memory limit per task')
     .option('--constraint <expr>', 'placement constraint, e.g. node.labels.zone==eu (repeatable)', collect, [])
+    .option('--placement-pref <pref>', 'spread tasks over the values of a node label: spread=node.labels.zone (repeatable)', collect, [])
     .option('--stop-grace-period <duration>', 'time between SIGTERM and SIGKILL (default 10s)')
     .option('-d, --detach', 'return at once instead of waiting for the tasks to run')
     .action(async (image: string, args: string[], flags: CreateFlags & { detach?: boolean }, cmd: Command) => {
