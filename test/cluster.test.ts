@@ -121,4 +121,17 @@ describe('a cluster of a manager and a worker', () => {
     ok('node', 'update', '--availability', 'active', ids.worker);
     await eventually('the worker runs the global task again', async () => (await running(ids.worker, 'everywhere')) === 1);
   });
+
+  it('removes a node: refused while ready without --force, then its certificate is refused and its tasks move', async () => {
+    const r = run('node', 'rm', ids.worker);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /is ready; drain it and stop it first, or remove it with --force/);
+    ok('node', 'rm', '--force', ids.worker);
+    await eventually('the worker stopped its containers', async () => (await running(ids.worker, 'everywhere')) === 0 && (await running(ids.worker, 'web')) === 0);
+    await new Promise((res) => setTimeout(res, 1500));
+    const nodes = json<{ id: string }[]>('node', 'ls', '--format', 'json');
+    assert.deepEqual(nodes.map((n) => n.id), [ids.manager], 'the removed worker did not come back');
+    assert.match(readFileSync(join(dir, 'worker', 'shoal.log'), 'utf8'), /401/);
+    assert.equal(await running(ids.manager, 'web'), 4);
+  });
 });

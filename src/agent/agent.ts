@@ -43,6 +43,7 @@ export class Agent {
   private socket: WebSocket | undefined;
   private readonly outbox = new Map<string, TaskStatusUpdate>();
   private flushScheduled = false;
+  private lastError: string | undefined;
   private readonly logStreams = new Map<string, AbortController>();
   private connectedOnce: () => void = () => undefined;
   /** Resolves when the first session is established. */
@@ -130,6 +131,7 @@ export class Agent {
             this.send({ type: 'heartbeat' });
             this.flush();
             this.connectedOnce();
+            this.lastError = undefined;
             this.opts.logger.info('session established', { manager: this.opts.manager });
             break;
           case 'assignments':
@@ -143,7 +145,12 @@ export class Agent {
             break;
         }
       });
-      ws.on('error', (e) => this.opts.logger.debug('session error', { error: e }));
+      ws.on('error', (e) => {
+        // Say why the manager is unreachable or refuses us (e.g. "Unexpected server response: 401" for a removed
+        // node), once per distinct reason rather than on every retry.
+        if (e.message !== this.lastError) this.opts.logger.warn('session failed', { error: e.message, manager: this.opts.manager });
+        this.lastError = e.message;
+      });
       ws.on('close', (code, reason) => {
         clearInterval(heartbeat);
         signal.removeEventListener('abort', onAbort);

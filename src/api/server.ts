@@ -94,6 +94,7 @@ export class Api {
       .add('GET', `${p}/nodes`, async (c) => sendJson(c.res, 200, this.deps.cache.list('node').sort(byHostname).map(nodeRow)))
       .add('GET', `${p}/nodes/:ref`, async (c) => sendJson(c.res, 200, this.node(c.params.ref)))
       .add('POST', `${p}/nodes/:ref/update`, (c) => this.updateNode(c))
+      .add('DELETE', `${p}/nodes/:ref`, (c) => this.removeNode(c))
       .add('GET', `${p}/cluster`, async (c) => sendJson(c.res, 200, this.clusterView()))
       .add('POST', `${p}/cluster/update`, (c) => this.updateCluster(c))
       .add('GET', `${p}/ca`, async (c) => sendJson(c.res, 200, { ca: this.deps.ca.certPem }))
@@ -330,6 +331,24 @@ export class Api {
     });
     this.deps.logger.info('node updated', { nodeId: updated.id, availability: updated.spec.availability });
     sendJson(c.res, 200, updated);
+  }
+
+  /** Removes a node: its object goes, its id is remembered so its certificate is refused, its tasks move elsewhere. */
+  private async removeNode(c: RequestContext): Promise<void> {
+    const force = c.query.get('force') === '1' || c.query.get('force') === 'true';
+    const removed = await this.retryOnConflict(async () => {
+      const n = this.node(c.params.ref);
+      if (n.id === this.deps.nodeId) throw new ShoalError('failed_precondition', `cannot remove node ${n.id}: it is the manager serving this request`);
+      if (n.status.state === 'ready' && !force) {
+        throw new ShoalError('failed_precondition', `node ${n.id} (${n.description.hostname}) is ready; drain it and stop it first, or remove it with --force`);
+      }
+      const cl = this.cluster();
+      const auth = { ...cl.auth, removedNodeIds: [...new Set([...(cl.auth.removedNodeIds ?? []), n.id])] };
+      await this.commit([{ op: 'delete', kind: 'node', id: n.id, version: n.meta.version }, { op: 'update', object: { ...cl, auth } }], c.signal);
+      return n;
+    });
+    this.deps.logger.info('node removed', { nodeId: removed.id, force });
+    sendJson(c.res, 200, { id: removed.id });
   }
 
   /** The cluster object without its credentials (digests are not for clients either). */

@@ -178,6 +178,10 @@ export class ShoalClient {
     return this.json('POST', '/cluster/update', update);
   }
 
+  removeNode(ref: string, force: boolean): Promise<{ id: string }> {
+    return this.json('DELETE', `/nodes/${encodeURIComponent(ref)}${force ? '?force=1' : ''}`);
+  }
+
   joinTokens(): Promise<{ worker: string; manager: string }> {
     return this.json('GET', '/join-tokens');
   }

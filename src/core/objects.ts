@@ -39,6 +39,8 @@ export interface ClusterAuth {
   adminTokenDigests: string[];
   /** The secrets of the current join tokens, per role (`shoal join-token` shows them; rotating replaces them). */
   joinSecrets: { worker: string; manager: string };
+  /** Nodes removed from the cluster: their certificates are refused from then on. */
+  removedNodeIds: string[];
 }
 
 export interface Cluster {

@@ -136,6 +136,15 @@ export class Dispatcher implements HeartbeatSource, LogSource {
           // A new heartbeat period reaches agents as a fresh welcome, which resets their heartbeat timer.
           for (const s of this.sessions.values()) this.send(s, { type: 'welcome', nodeId: s.nodeId, heartbeatPeriodMs: ev.object.spec.heartbeatPeriodMs });
         }
+        // A node removed while connected is told to run nothing (so no service runs more than it asked), then loses
+        // its session (and cannot open another).
+        if (ev.object.kind === 'cluster') {
+          for (const s of this.sessions.values()) {
+            if (!this.removed(s.nodeId)) continue;
+            this.send(s, { type: 'assignments', tasks: [] });
+            s.ws.close(1008, 'node removed from the cluster');
+          }
+        }
         if (!affectsAssignment(ev)) continue;
         const t = ev.object as Task;
         if (t.nodeId) this.markDirty(t.nodeId);
@@ -157,6 +166,10 @@ export class Dispatcher implements HeartbeatSource, LogSource {
       },
       { once: true },
     );
+  }
+
+  private removed(nodeId: string): boolean {
+    return this.opts.cache.list('cluster')[0]?.auth.removedNodeIds?.includes(nodeId) ?? false;
   }
 
   // ------------------------------------------------------------ HeartbeatSource
@@ -193,6 +206,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     } catch (e) {
       return refuse(401, e instanceof Error ? e.message : String(e));
     }
+    if (this.removed(identity.nodeId)) return refuse(401, `node ${identity.nodeId} was removed from the cluster`);
     this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(identity, ws));
   }
 

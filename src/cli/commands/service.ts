@@ -238,6 +238,15 @@ export const registerNodeCommands = (program: Command): void => {
       process.stdout.write(`${n.id}\n`);
     });
   node
+    .command('rm')
+    .description('remove nodes from the cluster; their certificates are refused from then on')
+    .argument('<node...>')
+    .option('-f, --force', 'remove a node that is still ready')
+    .action(async (refs: string[], flags: { force?: boolean }, cmd: Command) => {
+      const client = clientOf(cmd);
+      for (const ref of refs) process.stdout.write(`${(await client.removeNode(ref, flags.force ?? false)).id}\n`);
+    });
+  node
     .command('inspect')
     .description('show nodes in full, as JSON')
     .argument('<node...>')
