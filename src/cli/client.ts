@@ -32,6 +32,13 @@ export interface ClientOptions {
   ca: string;
 }
 
+/** A request failed on a reused keep-alive socket before any response: it may be sent again. */
+class StaleConnection extends Error {
+  constructor(readonly unavailable: ApiError) {
+    super(unavailable.message);
+  }
+}
+
 /** A response whose status was 2xx: its body, to read as JSON or line by line. */
 type Body = IncomingMessage;
 
@@ -49,7 +56,17 @@ export class ShoalClient {
     this.agent = new Agent({ ca: opts.ca, keepAlive: true, maxSockets: 16 });
   }
 
-  private fetch(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Body> {
+  private async fetch(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Body> {
+    try {
+      return await this.send(method, path, body, signal);
+    } catch (e) {
+      // A kept-alive connection the server closed just as we reused it: a read is safe to send again, once.
+      if (method === 'GET' && e instanceof StaleConnection) return this.send(method, path, body, signal);
+      throw e instanceof StaleConnection ? e.unavailable : e;
+    }
+  }
+
+  private send(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Body> {
     const text = body === undefined ? undefined : JSON.stringify(body);
     const [hostname = '', port = ''] = splitHostPort(this.opts.host);
     return new Promise((resolve, reject) => {
@@ -80,7 +97,8 @@ export class ShoalClient {
       );
       req.on('error', (e: NodeJS.ErrnoException) => {
         if (signal?.aborted) return reject(e);
-        reject(new ApiError(0, 'unavailable', `cannot reach the Shoal manager at ${this.opts.host} (${e.code ?? e.message}); is it running? ('shoal init --detach' starts one)`));
+        const unavailable = new ApiError(0, 'unavailable', `cannot reach the Shoal manager at ${this.opts.host} (${e.code ?? e.message}); is it running? ('shoal init --detach' starts one)`);
+        reject(e.code === 'ECONNRESET' && req.reusedSocket ? new StaleConnection(unavailable) : unavailable);
       });
       req.end(text);
     });

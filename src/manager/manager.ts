@@ -67,6 +67,10 @@ export const startManager = async (opts: ManagerOptions): Promise<Manager> => {
     // sessions check them (mutual TLS), API requests carry a bearer token instead.
     const srv = createServer({ ca: tls.ca, cert: tls.cert, key: tls.key, requestCert: true, rejectUnauthorized: false }, api.handle);
     server = srv;
+    // Keep idle connections longer than clients typically wait between requests (a CLI, a watching test), which
+    // makes the close-while-reused race rare; the client retries reads that hit it.
+    srv.keepAliveTimeout = 30_000;
+    srv.headersTimeout = 31_000;
     srv.on('upgrade', (req, socket, head) => dispatcher.handleUpgrade(req, socket, head));
     const { host, port } = parseListenAddr(opts.listenAddr ?? dd.config.listenAddr);
     await new Promise<void>((resolve, reject) => {
