@@ -12,7 +12,7 @@ describe('a cluster of a manager and a worker', () => {
   let dir: string;
   let env: Record<string, string>;
   let managerAddr = '';
-  const ids = { manager: '', worker: '' };
+  const ids = { manager: '', worker: '', short: '' };
   const run = (...args: string[]) => shoal(args, env);
   const ok = (...args: string[]): string => {
     const r = run(...args);
@@ -35,6 +35,7 @@ describe('a cluster of a manager and a worker', () => {
   after(async () => {
     if (!dir) return;
     run('stop', '--data-dir', join(dir, 'worker'));
+    run('stop', '--data-dir', join(dir, 'short'));
     run('stop', '--data-dir', join(dir, 'manager'));
     for (const id of Object.values(ids)) if (id) await removeNodeContainers(id);
     rmSync(dir, { recursive: true, force: true });
@@ -133,5 +134,29 @@ describe('a cluster of a manager and a worker', () => {
     assert.deepEqual(nodes.map((n) => n.id), [ids.manager], 'the removed worker did not come back');
     assert.match(readFileSync(join(dir, 'worker', 'shoal.log'), 'utf8'), /401/);
     assert.equal(await running(ids.manager, 'web'), 4);
+  });
+
+  it('renews node certificates before they expire; an expired certificate is refused', async () => {
+    ok('cluster', 'update', '--cert-expiry', '8s');
+    const token = ok('join-token', 'worker', '-q').trim();
+    ok('join', '--token', token, '--data-dir', join(dir, 'short'), '--detach', managerAddr);
+    ids.short = nodeId('short');
+    const first = readFileSync(join(dir, 'short', 'node.pem'), 'utf8');
+    const firstKey = readFileSync(join(dir, 'short', 'node-key.pem'), 'utf8');
+    await eventually('a renewed certificate', () => readFileSync(join(dir, 'short', 'node.pem'), 'utf8') !== first, 15_000);
+    // Past the first certificate's expiry the node is still ready: it reconnected with the renewed one.
+    await new Promise((res) => setTimeout(res, 9000));
+    const me = json<{ id: string; status: string }[]>('node', 'ls', '--format', 'json').find((n) => n.id === ids.short);
+    assert.equal(me?.status, 'ready');
+    const { WebSocket } = await import('ws');
+    const ca = readFileSync(join(dir, 'short', 'ca.pem'), 'utf8');
+    const status = await new Promise<number>((resolve) => {
+      const ws = new WebSocket(`wss://${managerAddr}/v1/session`, { ca, cert: first, key: firstKey, servername: 'shoal-manager' } as Record<string, unknown>);
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on('open', () => resolve(101));
+      ws.on('error', () => resolve(-1));
+    });
+    assert.equal(status, 401, 'the expired certificate opens no session');
+    run('stop', '--data-dir', join(dir, 'short'));
   });
 });

@@ -48,10 +48,18 @@ export class Agent {
   private connectedOnce: () => void = () => undefined;
   /** Resolves when the first session is established. */
   readonly connected: Promise<void>;
+  private tls: AgentOptions['tls'];
 
   constructor(private readonly opts: AgentOptions) {
     this.runner = new TaskRunner({ nodeId: opts.nodeId, runtime: opts.runtime, logger: opts.logger, report: (u) => this.queue(u) });
     this.connected = new Promise((resolve) => (this.connectedOnce = resolve));
+    this.tls = opts.tls;
+  }
+
+  /** Uses a renewed certificate from now on: the session is reopened so the manager sees the new one. */
+  updateTls(tls: AgentOptions['tls']): void {
+    this.tls = tls;
+    this.socket?.close(4000, 'certificate renewed');
   }
 
   /** Runs until the signal aborts; containers are left running when it does. */
@@ -102,7 +110,7 @@ export class Agent {
     return new Promise((resolve) => {
       let welcomed = false;
       let heartbeat: NodeJS.Timeout | undefined;
-      const { ca, cert, key } = this.opts.tls;
+      const { ca, cert, key } = this.tls;
       // `servername` goes through ws to tls.connect (its types omit it): managers' certificates name their role, so
       // any manager address is checked the same way.
       const options: WebSocket.ClientOptions & { servername: string } = { ca, cert, key, servername: MANAGER_TLS_NAME, handshakeTimeout: 5000 };

@@ -16,6 +16,7 @@ import {
   clusterUpdateSchema,
   joinRequestSchema,
   joinRotateSchema,
+  renewRequestSchema,
   type JoinResponse,
   nodeUpdateSchema,
   scaleRequestSchema,
@@ -41,7 +42,7 @@ export interface CaMaterial {
 }
 
 /** Routes a node without credentials may call: fetching the CA to check it against its token, and joining. */
-const PUBLIC_PATHS = new Set([`${API_PREFIX}/ca`, `${API_PREFIX}/join`]);
+const PUBLIC_PATHS = new Set([`${API_PREFIX}/ca`, `${API_PREFIX}/join`, `${API_PREFIX}/renew`]);
 
 export interface ApiDeps {
   ca: CaMaterial;
@@ -99,6 +100,7 @@ export class Api {
       .add('POST', `${p}/cluster/update`, (c) => this.updateCluster(c))
       .add('GET', `${p}/ca`, async (c) => sendJson(c.res, 200, { ca: this.deps.ca.certPem }))
       .add('POST', `${p}/join`, (c) => this.join(c))
+      .add('POST', `${p}/renew`, (c) => this.renew(c))
       .add('GET', `${p}/join-tokens`, async (c) => sendJson(c.res, 200, this.joinTokens()))
       .add('POST', `${p}/join-tokens/rotate`, (c) => this.rotateJoinToken(c));
   }
@@ -363,7 +365,12 @@ export class Api {
     const u = parsed.data;
     await this.retryOnConflict(async () => {
       const cl = this.cluster();
-      const spec = { ...cl.spec, ...(u.heartbeatPeriodMs === undefined ? {} : { heartbeatPeriodMs: u.heartbeatPeriodMs }), ...(u.taskHistoryLimit === undefined ? {} : { taskHistoryLimit: u.taskHistoryLimit }) };
+      const spec = {
+        ...cl.spec,
+        ...(u.heartbeatPeriodMs === undefined ? {} : { heartbeatPeriodMs: u.heartbeatPeriodMs }),
+        ...(u.taskHistoryLimit === undefined ? {} : { taskHistoryLimit: u.taskHistoryLimit }),
+        ...(u.nodeCertExpiryMs === undefined ? {} : { nodeCertExpiryMs: u.nodeCertExpiryMs }),
+      };
       return this.commit([{ op: 'update', object: { ...cl, spec } }], c.signal);
     });
     sendJson(c.res, 200, this.clusterView());
@@ -404,10 +411,27 @@ export class Api {
       throw new ShoalError('failed_precondition', 'joining as a manager needs a shared store (etcd); this cluster runs the embedded SQLite store');
     }
     const nodeId = this.deps.newId();
-    const cert = await signNodeCsr({ ca: this.deps.ca, csrPem: parsed.data.csr, nodeId, role, clusterId: cluster.id, now: new Date(this.deps.clock.now()) });
+    const cert = await signNodeCsr({ ca: this.deps.ca, csrPem: parsed.data.csr, nodeId, role, clusterId: cluster.id, now: new Date(this.deps.clock.now()), ...certLifetime(cluster) });
     this.deps.logger.info('node joined', { nodeId, role });
     const body: JoinResponse = { nodeId, clusterId: cluster.id, role, cert, ca: this.deps.ca.certPem };
     sendJson(c.res, 200, body);
+  }
+
+  /**
+   * Renews the certificate of the node presenting a valid one on this TLS connection (same id, same role). An
+   * expired or removed node cannot renew: it must join again.
+   */
+  private async renew(c: RequestContext): Promise<void> {
+    const parsed = renewRequestSchema.safeParse(await readJson(c.req));
+    if (!parsed.success) throw fromZod(parsed.error, 'renew request');
+    const peer = (c.req.socket as TLSSocket).getPeerCertificate?.();
+    if (!peer?.raw) throw new ShoalError('unauthenticated', 'renewing needs the current node certificate on the TLS connection');
+    const identity = verifyNodeCertificate(peer.raw, { ca: this.deps.ca.certPem, now: new Date(this.deps.clock.now()) });
+    const cluster = this.cluster();
+    if (cluster.auth.removedNodeIds.includes(identity.nodeId)) throw new ShoalError('unauthenticated', `node ${identity.nodeId} was removed from the cluster`);
+    const cert = await signNodeCsr({ ca: this.deps.ca, csrPem: parsed.data.csr, nodeId: identity.nodeId, role: identity.role, clusterId: cluster.id, now: new Date(this.deps.clock.now()), ...certLifetime(cluster) });
+    this.deps.logger.info('node certificate renewed', { nodeId: identity.nodeId });
+    sendJson(c.res, 200, { cert });
   }
 
   // ------------------------------------------------------------ writes
@@ -430,5 +454,8 @@ export class Api {
     }
   }
 }
+
+const certLifetime = (cluster: Cluster): { validityMs?: number } =>
+  cluster.spec.nodeCertExpiryMs === undefined ? {} : { validityMs: cluster.spec.nodeCertExpiryMs };
 
 const byHostname = (a: Node, b: Node): number => a.description.hostname.localeCompare(b.description.hostname) || a.id.localeCompare(b.id);

@@ -28,6 +28,8 @@ export interface ClusterSpec {
   name: string;
   /** How often agents heartbeat, in ms. */
   heartbeatPeriodMs: number;
+  /** Lifetime of node certificates issued from now on, in ms (default 90 days); nodes renew at 50–80% of it. */
+  nodeCertExpiryMs?: number;
   /** Dead tasks kept per slot. */
   taskHistoryLimit: number;
 }

@@ -7,7 +7,10 @@ import { ShoalError } from '../core/index.js';
 import type { Logger } from '../lib/logger.js';
 import { createRuntime } from '../runtime/index.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { dataPaths, readDataDir, readNodeConfig, readNodeTls, writeFileAtomic, type NodeConfig } from './data-dir.js';
+import { dataPaths, parseListenAddr, readDataDir, readNodeConfig, readNodeTls, writeFileAtomic, type NodeConfig } from './data-dir.js';
+import { renewThroughManager, runRenewer } from './renewal.js';
+import { signNodeCsr } from '../pki/index.js';
+import { hostname } from 'node:os';
 import { startManager, type Manager } from './manager.js';
 
 const AGENT_CONNECT_TIMEOUT_MS = 30_000;
@@ -103,6 +106,33 @@ export const startDaemon = async (opts: DaemonOptions): Promise<Daemon> => {
       new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`the local agent could not open its session within ${AGENT_CONNECT_TIMEOUT_MS / 1000}s`)), AGENT_CONNECT_TIMEOUT_MS))),
     ]).finally(() => clearTimeout(timer));
     const m = manager;
+    // The manager signs its own renewals with the cluster CA it holds.
+    const caPair = { certPem: readFileSync(dataPaths(opts.dataDir).ca, 'utf8'), keyPem: readFileSync(dataPaths(opts.dataDir).caKey, 'utf8') };
+    const renewing = runRenewer(
+      {
+        dataDir: opts.dataDir,
+        logger: opts.logger.child({ component: 'renewal' }),
+        renew: async (csrPem) => {
+          const cluster = m.cache.list('cluster')[0];
+          const { host } = parseListenAddr(dd.config.listenAddr);
+          return signNodeCsr({
+            ca: caPair,
+            csrPem,
+            nodeId: dd.config.nodeId,
+            role: 'manager',
+            clusterId: dd.config.clusterId,
+            now: new Date(),
+            hosts: [...new Set([host, '127.0.0.1', 'localhost', hostname()])],
+            ...(cluster?.spec.nodeCertExpiryMs === undefined ? {} : { validityMs: cluster.spec.nodeCertExpiryMs }),
+          });
+        },
+        onRenewed: (tls) => {
+          m.setServerTls(tls);
+          agent.updateTls(tls);
+        },
+      },
+      ctl.signal,
+    );
     let closed: Promise<void> | undefined;
     return {
       manager: m,
@@ -111,6 +141,7 @@ export const startDaemon = async (opts: DaemonOptions): Promise<Daemon> => {
       close: () =>
         (closed ??= (async () => {
           ctl.abort();
+          await renewing;
           await run.catch(() => undefined);
           await runtime.close();
           await m.close();
@@ -142,6 +173,16 @@ export const startWorker = (opts: DaemonOptions): Worker => {
   claimPidfile(opts.dataDir);
   const ctl = new AbortController();
   const { agent, runtime, running } = startAgent(opts.dataDir, config, config.managerAddr, opts, ctl.signal);
+  const managerAddr = config.managerAddr;
+  const renewing = runRenewer(
+    {
+      dataDir: opts.dataDir,
+      logger: opts.logger.child({ component: 'renewal' }),
+      renew: renewThroughManager(managerAddr, () => readNodeTls(opts.dataDir)),
+      onRenewed: (tls) => agent.updateTls(tls),
+    },
+    ctl.signal,
+  );
   let closed: Promise<void> | undefined;
   return {
     agent,
@@ -149,6 +190,7 @@ export const startWorker = (opts: DaemonOptions): Worker => {
     close: () =>
       (closed ??= (async () => {
         ctl.abort();
+        await renewing;
         await running.catch(() => undefined);
         await runtime.close();
         releasePidfile(opts.dataDir);

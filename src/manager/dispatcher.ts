@@ -48,6 +48,8 @@ const CONFLICT_RETRIES = 8;
 
 interface Session {
   nodeId: string;
+  /** When the certificate the session was opened with expires: the session ends then (the node renews first). */
+  notAfter: number;
   ws: WebSocket;
   /** Log requests in flight on this session. */
   logs: Map<string, LogStream>;
@@ -156,11 +158,17 @@ export class Dispatcher implements HeartbeatSource, LogSource {
       for (const id of this.sessions.keys()) this.markDirty(id);
     }, this.opts.resendMs ?? 10_000);
     resend.unref();
+    const expiry = setInterval(() => {
+      const now = this.opts.clock.now();
+      for (const s of this.sessions.values()) if (s.notAfter < now) s.ws.close(1008, 'node certificate expired');
+    }, 1000);
+    expiry.unref();
     signal.addEventListener(
       'abort',
       () => {
         unsubscribe();
         clearInterval(resend);
+        clearInterval(expiry);
         for (const s of this.sessions.values()) s.ws.close(1012, 'manager stopping');
         this.wss.close();
       },
@@ -230,7 +238,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
           ws.close(1008, `protocol ${m.protocol} not supported or node id mismatch`);
           return;
         }
-        const s: Session = { nodeId, ws, logs: new Map(), chain: Promise.resolve() };
+        const s: Session = { nodeId, notAfter: identity.notAfter.getTime(), ws, logs: new Map(), chain: Promise.resolve() };
         session = s;
         void this.register(s, m.description, identity.role).catch((e: unknown) => {
           log.error('cannot register node', { error: e });

@@ -15,7 +15,7 @@ import { NodeHealth, SchedulingLoop, ServiceController, type ControllerContext }
 import { Cache } from '../store/cache.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { Store } from '../store/store.js';
-import { bootstrapStore, dataPaths, parseListenAddr, readDataDir, readNodeTls } from './data-dir.js';
+import { bootstrapStore, dataPaths, parseListenAddr, readDataDir, readNodeTls, type NodeTls } from './data-dir.js';
 import { Dispatcher } from './dispatcher.js';
 import { VERSION } from './version.js';
 
@@ -35,6 +35,8 @@ export interface Manager {
   readonly cache: Cache;
   readonly dispatcher: Dispatcher;
   readonly scheduling: SchedulingLoop;
+  /** Serves new TLS connections with renewed material. */
+  setServerTls(tls: NodeTls): void;
   close(): Promise<void>;
 }
 
@@ -92,6 +94,7 @@ export const startManager = async (opts: ManagerOptions): Promise<Manager> => {
       cache,
       dispatcher,
       scheduling,
+      setServerTls: (t) => srv.setSecureContext({ ca: t.ca, cert: t.cert, key: t.key }),
       close: () =>
         (closed ??= (async () => {
           ctl.abort();

@@ -129,12 +129,16 @@ export interface JoinResponse {
   ca: string;
 }
 
+/** `POST /v1/renew`: a node with a valid certificate (presented on the TLS connection) asks for a new one. */
+export const renewRequestSchema = z.object({ csr: z.string().min(1).max(16_384) }).strict();
+
 export const joinRotateSchema = z.object({ role: z.enum(['worker', 'manager']) }).strict();
 
 /** `shoal cluster update`: cluster-wide settings. */
 export const clusterUpdateSchema = z
   .object({
     heartbeatPeriodMs: z.number().int().min(50).max(60_000).optional(),
+    nodeCertExpiryMs: z.number().int().min(5_000).max(5 * 365 * 24 * 3600 * 1000).optional(),
     taskHistoryLimit: z.number().int().min(0).max(100).optional(),
   })
   .strict();

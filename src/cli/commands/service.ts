@@ -199,10 +199,12 @@ export const registerClusterSettingsCommands = (program: Command): void => {
     .description('change cluster settings')
     .option('--heartbeat-period <duration>', 'how often agents heartbeat (a node is down after 3 missed periods)')
     .option('--task-history-limit <n>', 'dead tasks kept per slot')
-    .action(async (flags: { heartbeatPeriod?: string; taskHistoryLimit?: string }, cmd: Command) => {
+    .option('--cert-expiry <duration>', 'lifetime of node certificates issued from now on (default 90 days); nodes renew at 50-80% of it')
+    .action(async (flags: { heartbeatPeriod?: string; taskHistoryLimit?: string; certExpiry?: string }, cmd: Command) => {
       const c = await clientOf(cmd).updateCluster({
         ...(flags.heartbeatPeriod === undefined ? {} : { heartbeatPeriodMs: parseDuration(flags.heartbeatPeriod, '--heartbeat-period') }),
         ...(flags.taskHistoryLimit === undefined ? {} : { taskHistoryLimit: parseCount(flags.taskHistoryLimit, '--task-history-limit') }),
+        ...(flags.certExpiry === undefined ? {} : { nodeCertExpiryMs: parseDuration(flags.certExpiry, '--cert-expiry') }),
       });
       printJson(c);
     });

@@ -1,0 +1,83 @@
+// Node certificate renewal: each node renews its certificate at a random point at 50–80% of its lifetime (so
+// nodes that joined together do not renew together), then uses the new one for every new connection.
+
+import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { sleep } from '../lib/abort.js';
+import type { Logger } from '../lib/logger.js';
+import { createNodeKeyAndCsr, parseNodeCertificate, renewalDue } from '../pki/index.js';
+import { API_PREFIX, MANAGER_TLS_NAME } from '../protocol/index.js';
+import { dataPaths, writeFileAtomic, type NodeTls } from './data-dir.js';
+
+export interface RenewerOptions {
+  dataDir: string;
+  logger: Logger;
+  /** Trades a CSR for a certificate with the same identity. */
+  renew: (csrPem: string) => Promise<string>;
+  /** Called with the new material once it is on disk. */
+  onRenewed: (tls: NodeTls) => void;
+}
+
+/** Longest single timer (setTimeout's limit is 2^31-1 ms): long waits are taken in steps. */
+const MAX_WAIT_MS = 24 * 3600 * 1000;
+const RETRY_MS = 5000;
+
+/** Renews this node's certificate whenever it is due, until the signal aborts. */
+export const runRenewer = async (opts: RenewerOptions, signal: AbortSignal): Promise<void> => {
+  const p = dataPaths(opts.dataDir);
+  while (!signal.aborted) {
+    const identity = parseNodeCertificate(readFileSync(p.cert, 'utf8'));
+    const due = renewalDue(identity, Math.random).getTime();
+    try {
+      while (Date.now() < due) await sleep(Math.min(MAX_WAIT_MS, due - Date.now()), signal);
+      const { keyPem, csrPem } = await createNodeKeyAndCsr({ nodeId: identity.nodeId });
+      const cert = await opts.renew(csrPem);
+      // Key first, then certificate: a crash between the two leaves the old pair's certificate with the new key
+      // unreadable as a pair, so write both before anyone reads them (the daemon reads them only at start).
+      writeFileAtomic(p.key, keyPem, 0o600);
+      writeFileAtomic(p.cert, cert, 0o644);
+      const tls: NodeTls = { ca: readFileSync(p.ca, 'utf8'), cert, key: keyPem };
+      opts.logger.info('node certificate renewed', { notAfter: parseNodeCertificate(cert).notAfter.toISOString() });
+      opts.onRenewed(tls);
+    } catch (e) {
+      if (signal.aborted) return;
+      opts.logger.warn('certificate renewal failed; retrying', { error: e instanceof Error ? e.message : String(e) });
+      await sleep(RETRY_MS, signal).catch(() => undefined);
+    }
+  }
+};
+
+/** A worker renews through a manager, authenticated by its current certificate (mutual TLS). */
+export const renewThroughManager = (managerAddr: string, tls: () => NodeTls) => (csrPem: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const i = managerAddr.lastIndexOf(':');
+    const body = JSON.stringify({ csr: csrPem });
+    const { ca, cert, key } = tls();
+    const req = request(
+      {
+        hostname: managerAddr.slice(0, i).replace(/^\[|\]$/g, ''),
+        port: managerAddr.slice(i + 1),
+        path: `${API_PREFIX}/renew`,
+        method: 'POST',
+        ca,
+        cert,
+        key,
+        servername: MANAGER_TLS_NAME,
+        agent: false,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        timeout: 15_000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode !== 200) return reject(new Error(`the manager refused to renew (HTTP ${res.statusCode}): ${text.slice(0, 300)}`));
+          resolve((JSON.parse(text) as { cert: string }).cert);
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end(body);
+  });
