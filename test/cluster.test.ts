@@ -123,6 +123,22 @@ describe('a cluster of a manager and a worker', () => {
     await eventually('the worker runs the global task again', async () => (await running(ids.worker, 'everywhere')) === 1);
   });
 
+  it('a worker frozen with SIGSTOP is replaced, and after SIGCONT its stale tasks stop: no excess replicas', async () => {
+    ok('service', 'scale', 'web=6');
+    await eventually('web spread over both nodes', async () => (await running(ids.worker, 'web')) > 0 && (await running(ids.manager, 'web')) + (await running(ids.worker, 'web')) === 6);
+    const pid = Number(readFileSync(join(dir, 'worker', 'shoal.pid'), 'utf8'));
+    process.kill(pid, 'SIGSTOP');
+    try {
+      await eventually('all 6 running on the manager', async () => (await running(ids.manager, 'web')) === 6, 30_000);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await eventually('the resumed worker stopped its stale web tasks', async () => (await running(ids.worker, 'web')) === 0, 20_000);
+    await eventually('the worker ready again', () => json<{ id: string; status: string }[]>('node', 'ls', '--format', 'json').find((n) => n.id === ids.worker)?.status === 'ready');
+    assert.equal(await running(ids.manager, 'web'), 6);
+    ok('service', 'scale', 'web=4');
+  });
+
   it('removes a node: refused while ready without --force, then its certificate is refused and its tasks move', async () => {
     const r = run('node', 'rm', ids.worker);
     assert.notEqual(r.code, 0);
