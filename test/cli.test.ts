@@ -5,19 +5,13 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { TEST_IMAGE, containersOfNode, eventually, freePort, removeNodeContainers, shoal, tempDir } from './helpers.js';
+import { TEST_IMAGE, containersOfNode, eventually, freePort, removeNodeContainers, cliWith, tempDir } from './helpers.js';
 
 describe('shoal CLI against a detached daemon', () => {
   let dir: string;
   let env: Record<string, string>;
   let nodeId = '';
-  const run = (...args: string[]) => shoal(args, env);
-  const ok = (...args: string[]): string => {
-    const r = run(...args);
-    assert.equal(r.code, 0, `shoal ${args.join(' ')} failed:\n${r.stderr}`);
-    return r.stdout;
-  };
-  const json = <T>(...args: string[]): T => JSON.parse(ok(...args)) as T;
+  const { run, ok, json } = cliWith(() => env);
   const daemonPid = (): number => Number(readFileSync(join(dir, 'data', 'shoal.pid'), 'utf8'));
 
   before(async () => {

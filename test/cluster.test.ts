@@ -6,20 +6,14 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { TEST_IMAGE, containersOfNode, eventually, freePort, httpsRequest, removeNodeContainers, shoal, tempDir } from './helpers.js';
+import { TEST_IMAGE, containersOfNode, eventually, freePort, httpsRequest, removeNodeContainers, cliWith, tempDir } from './helpers.js';
 
 describe('a cluster of a manager and a worker', () => {
   let dir: string;
   let env: Record<string, string>;
   let managerAddr = '';
   const ids = { manager: '', worker: '', short: '' };
-  const run = (...args: string[]) => shoal(args, env);
-  const ok = (...args: string[]): string => {
-    const r = run(...args);
-    assert.equal(r.code, 0, `shoal ${args.join(' ')} failed:\n${r.stderr}`);
-    return r.stdout;
-  };
-  const json = <T>(...args: string[]): T => JSON.parse(ok(...args)) as T;
+  const { run, ok, json } = cliWith(() => env);
   const nodeId = (d: string): string => (JSON.parse(readFileSync(join(dir, d, 'node.json'), 'utf8')) as { nodeId: string }).nodeId;
   const running = async (node: string, service: string): Promise<number> =>
     (await containersOfNode(node)).filter((c) => c.State === 'running' && c.Labels['shoal.service.name'] === service).length;

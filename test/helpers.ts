@@ -1,6 +1,7 @@
 // Shared support for integration suites: temporary nodes (in-process or as a real CLI daemon), the Docker Engine
 // seen directly (to check what really runs), and bounded waiting.
 
+import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -138,4 +139,16 @@ export const httpsRequest = (
 export const shoal = (args: string[], env: Record<string, string>, timeoutMs = 120_000): { code: number; stdout: string; stderr: string } => {
   const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: timeoutMs });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+};
+
+/** `run` (any outcome), `ok` (asserts exit 0, returns stdout) and `json` (parses ok's output) for a CLI context. */
+export const cliWith = (env: () => Record<string, string>) => {
+  const run = (...args: string[]): { code: number; stdout: string; stderr: string } => shoal(args, env());
+  const ok = (...args: string[]): string => {
+    const r = run(...args);
+    assert.equal(r.code, 0, `shoal ${args.join(' ')} failed:\n${r.stderr}`);
+    return r.stdout;
+  };
+  const json = <T>(...args: string[]): T => JSON.parse(ok(...args)) as T;
+  return { run, ok, json };
 };

@@ -1,47 +1,24 @@
 // Joining a cluster: check the manager's CA against the token before trusting it, then trade the token for a certificate.
 
-import { request } from 'node:https';
 import { ShoalError } from '../core/index.js';
+import { httpsJson } from '../lib/https-json.js';
 import { caDigest, createNodeKeyAndCsr, parseJoinToken } from '../pki/index.js';
 import { API_PREFIX, MANAGER_TLS_NAME, type ErrorBody, type JoinResponse } from '../protocol/index.js';
 
-const call = (addr: string, path: string, opts: { ca?: string; body?: unknown }): Promise<unknown> =>
-  new Promise((resolve, reject) => {
-    const i = addr.lastIndexOf(':');
-    const text = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-    const req = request(
-      {
-        hostname: addr.slice(0, i).replace(/^\[|\]$/g, ''),
-        port: addr.slice(i + 1),
-        path: API_PREFIX + path,
-        method: text === undefined ? 'GET' : 'POST',
-        servername: MANAGER_TLS_NAME,
-        // Before the CA is known, the connection is not trusted: only the CA's digest (pinned by the token) is.
-        ...(opts.ca ? { ca: opts.ca } : { rejectUnauthorized: false }),
-        headers: text === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) },
-        timeout: 15_000,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          let body: unknown;
-          try {
-            body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          } catch {
-            body = undefined;
-          }
-          if ((res.statusCode ?? 0) >= 300) {
-            const err = (body as ErrorBody | undefined)?.error;
-            reject(new ShoalError(err?.code === 'unauthenticated' ? 'unauthenticated' : 'failed_precondition', `the manager refused to let this node join: ${err?.message ?? `HTTP ${res.statusCode}`}`));
-          } else resolve(body);
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', (e) => reject(new ShoalError('unavailable', `cannot reach the manager at ${addr}: ${e.message}`)));
-    req.end(text);
-  });
+/** A call to the manager; before the CA is known (no `ca`), the server is not trusted: only the CA's digest is. */
+const call = async (addr: string, path: string, opts: { ca?: string; body?: unknown }): Promise<unknown> => {
+  let r: { status: number; body: unknown };
+  try {
+    r = await httpsJson(addr, API_PREFIX + path, { servername: MANAGER_TLS_NAME, ...opts });
+  } catch (e) {
+    throw new ShoalError('unavailable', `cannot reach the manager at ${addr}: ${(e as Error).message}`);
+  }
+  if (r.status >= 300) {
+    const err = (r.body as ErrorBody | undefined)?.error;
+    throw new ShoalError(err?.code === 'unauthenticated' ? 'unauthenticated' : 'failed_precondition', `the manager refused to let this node join: ${err?.message ?? `HTTP ${r.status}`}`);
+  }
+  return r.body;
+};
 
 export interface Joined extends JoinResponse {
   /** PEM of the private key made here; it never left this machine. */

@@ -2,8 +2,8 @@
 // nodes that joined together do not renew together), then uses the new one for every new connection.
 
 import { readFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { sleep } from '../lib/abort.js';
+import { httpsJson } from '../lib/https-json.js';
 import type { Logger } from '../lib/logger.js';
 import { createNodeKeyAndCsr, parseNodeCertificate, renewalDue } from '../pki/index.js';
 import { API_PREFIX, MANAGER_TLS_NAME } from '../protocol/index.js';
@@ -48,36 +48,11 @@ export const runRenewer = async (opts: RenewerOptions, signal: AbortSignal): Pro
 };
 
 /** A worker renews through a manager, authenticated by its current certificate (mutual TLS). */
-export const renewThroughManager = (managerAddr: string, tls: () => NodeTls) => (csrPem: string): Promise<string> =>
-  new Promise((resolve, reject) => {
-    const i = managerAddr.lastIndexOf(':');
-    const body = JSON.stringify({ csr: csrPem });
+export const renewThroughManager =
+  (managerAddr: string, tls: () => NodeTls) =>
+  async (csrPem: string): Promise<string> => {
     const { ca, cert, key } = tls();
-    const req = request(
-      {
-        hostname: managerAddr.slice(0, i).replace(/^\[|\]$/g, ''),
-        port: managerAddr.slice(i + 1),
-        path: `${API_PREFIX}/renew`,
-        method: 'POST',
-        ca,
-        cert,
-        key,
-        servername: MANAGER_TLS_NAME,
-        agent: false,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        timeout: 15_000,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode !== 200) return reject(new Error(`the manager refused to renew (HTTP ${res.statusCode}): ${text.slice(0, 300)}`));
-          resolve((JSON.parse(text) as { cert: string }).cert);
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
-    req.end(body);
-  });
+    const r = await httpsJson(managerAddr, `${API_PREFIX}/renew`, { servername: MANAGER_TLS_NAME, ca, cert, key, body: { csr: csrPem } });
+    if (r.status !== 200) throw new Error(`the manager refused to renew (HTTP ${r.status}): ${JSON.stringify(r.body).slice(0, 300)}`);
+    return (r.body as { cert: string }).cert;
+  };
