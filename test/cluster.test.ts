@@ -51,15 +51,15 @@ describe('a cluster of a manager and a worker', () => {
 
   it('joins a worker with the worker token; both nodes are ready', async () => {
     const token = ok('join-token', 'worker', '-q').trim();
-    const out = ok('join', '--token', token, '--data-dir', join(dir, 'worker'), '--detach', managerAddr);
+    const out = ok('join', '--token', token, '--data-dir', join(dir, 'worker'), '--advertise-addr', '127.0.0.9:4000', '--detach', managerAddr);
     assert.match(out, /joined cluster .* as worker/);
     ids.worker = nodeId('worker');
     await eventually('both nodes ready', () => {
       const nodes = json<{ id: string; role: string; status: string }[]>('node', 'ls', '--format', 'json');
       return nodes.length === 2 && nodes.every((n) => n.status === 'ready') && nodes;
     });
-    const nodes = json<{ id: string; role: string }[]>('node', 'ls', '--format', 'json');
-    assert.deepEqual(nodes.map((n) => [n.id, n.role]).sort(), [[ids.manager, 'manager'], [ids.worker, 'worker']].sort());
+    const nodes = json<{ id: string; role: string; address: string }[]>('node', 'ls', '--format', 'json');
+    assert.deepEqual(nodes.map((n) => [n.id, n.role, n.address]).sort(), [[ids.manager, 'manager', managerAddr], [ids.worker, 'worker', '127.0.0.9:4000']].sort());
   });
 
   it("refuses the worker's certificate on the user API", async () => {
@@ -156,8 +156,9 @@ describe('a cluster of a manager and a worker', () => {
     await eventually('a renewed certificate', () => readFileSync(join(dir, 'short', 'node.pem'), 'utf8') !== first, 15_000);
     // Past the first certificate's expiry the node is still ready: it reconnected with the renewed one.
     await new Promise((res) => setTimeout(res, 9000));
-    const me = json<{ id: string; status: string }[]>('node', 'ls', '--format', 'json').find((n) => n.id === ids.short);
+    const me = json<{ id: string; status: string; address: string }[]>('node', 'ls', '--format', 'json').find((n) => n.id === ids.short);
     assert.equal(me?.status, 'ready');
+    assert.equal(me?.address, '127.0.0.1', 'a worker that names no address is known by where its session comes from');
     const { WebSocket } = await import('ws');
     const ca = readFileSync(join(dir, 'short', 'ca.pem'), 'utf8');
     const status = await new Promise<number>((resolve) => {

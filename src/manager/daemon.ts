@@ -74,7 +74,7 @@ const startAgent = (dataDir: string, config: NodeConfig, managerAddr: string, op
     nodeId: config.nodeId,
     manager: managerAddr,
     tls: readNodeTls(dataDir),
-    address: config.listenAddr,
+    address: config.advertiseAddr ?? config.listenAddr,
     runtime,
     logger: opts.logger.child({ component: 'agent' }),
   });

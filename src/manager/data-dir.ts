@@ -27,6 +27,8 @@ export interface NodeConfig {
   role?: 'manager' | 'worker';
   /** Workers: HOST:PORT of the manager they joined. */
   managerAddr?: string;
+  /** The address other nodes and `node ls` know this node by, when it differs from the listen address. */
+  advertiseAddr?: string;
 }
 
 export interface Credentials {
@@ -120,7 +122,7 @@ export const readDataDir = (dir: string): Omit<DataDir, 'created'> | undefined =
  * Makes `dir` a node of a new cluster, or loads the node it already is (init on an existing data dir restarts that
  * node, it never makes a second cluster). Explicit options replace the stored listen address and runtime.
  */
-export const initDataDir = async (dir: string, opts: { listenAddr?: string; runtime?: RuntimeName } = {}): Promise<DataDir> => {
+export const initDataDir = async (dir: string, opts: { listenAddr?: string; advertiseAddr?: string; runtime?: RuntimeName } = {}): Promise<DataDir> => {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const p = dataPaths(dir);
   if (opts.listenAddr !== undefined) parseListenAddr(opts.listenAddr);
@@ -133,6 +135,7 @@ export const initDataDir = async (dir: string, opts: { listenAddr?: string; runt
     nodeId: existing?.config.nodeId ?? newId(),
     listenAddr: opts.listenAddr ?? existing?.config.listenAddr ?? DEFAULT_LISTEN_ADDR,
     runtime: opts.runtime ?? existing?.config.runtime ?? 'docker',
+    ...(opts.advertiseAddr ?? existing?.config.advertiseAddr ? { advertiseAddr: opts.advertiseAddr ?? existing?.config.advertiseAddr } : {}),
   };
   const credentials: Credentials = existing?.credentials ?? { adminToken: newSecret() };
   if (!existing) writeFileAtomic(p.credentials, JSON.stringify(credentials, null, 2) + '\n');

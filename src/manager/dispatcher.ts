@@ -215,10 +215,11 @@ export class Dispatcher implements HeartbeatSource, LogSource {
       return refuse(401, e instanceof Error ? e.message : String(e));
     }
     if (this.removed(identity.nodeId)) return refuse(401, `node ${identity.nodeId} was removed from the cluster`);
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(identity, ws));
+    const remote = req.socket.remoteAddress ?? '';
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(identity, ws, remote));
   }
 
-  private accept(identity: NodeIdentity, ws: WebSocket): void {
+  private accept(identity: NodeIdentity, ws: WebSocket, remote: string): void {
     const { nodeId } = identity;
     const log = this.opts.logger.child({ nodeId });
     let session: Session | undefined;
@@ -240,7 +241,9 @@ export class Dispatcher implements HeartbeatSource, LogSource {
         }
         const s: Session = { nodeId, notAfter: identity.notAfter.getTime(), ws, logs: new Map(), chain: Promise.resolve() };
         session = s;
-        void this.register(s, m.description, identity.role).catch((e: unknown) => {
+        // A node that names no address is known by the address its session comes from.
+        const description = m.description.address === '' ? { ...m.description, address: remote.replace(/^::ffff:/, '') } : m.description;
+        void this.register(s, description, identity.role).catch((e: unknown) => {
           log.error('cannot register node', { error: e });
           ws.close(1011, 'cannot register node');
         });

@@ -16,6 +16,7 @@ import { joinCluster } from '../join.js';
 interface InitFlags {
   dataDir?: string;
   listenAddr?: string;
+  advertiseAddr?: string;
   runtime?: string;
   detach?: boolean;
 }
@@ -74,7 +75,8 @@ const waitReady = async (client: ShoalClient, nodeId: string, child: { exited: b
 const init = async (flags: InitFlags): Promise<void> => {
   const dataDir = dataDirOf(flags.dataDir);
   const runtime = parseRuntime(flags.runtime);
-  const dd = await initDataDir(dataDir, { ...(flags.listenAddr ? { listenAddr: flags.listenAddr } : {}), ...(runtime ? { runtime } : {}) });
+  if (flags.advertiseAddr) parseListenAddr(flags.advertiseAddr, 'advertise-addr');
+  const dd = await initDataDir(dataDir, { ...(flags.listenAddr ? { listenAddr: flags.listenAddr } : {}), ...(flags.advertiseAddr ? { advertiseAddr: flags.advertiseAddr } : {}), ...(runtime ? { runtime } : {}) });
   const host = connectAddress(dd.config.listenAddr);
   const tls = readNodeTls(dataDir);
   const ctxPath = writeContext({ host, token: dd.credentials.adminToken, clusterId: dd.config.clusterId, ca: tls.ca });
@@ -119,6 +121,7 @@ interface JoinFlags {
   token?: string;
   dataDir?: string;
   listenAddr?: string;
+  advertiseAddr?: string;
   runtime?: string;
   detach?: boolean;
 }
@@ -131,10 +134,22 @@ const joinCommand = async (managerAddr: string | undefined, flags: JoinFlags): P
     if (!flags.token) throw new Error('--token is required to join (get one with "shoal join-token worker" on a manager)');
     if (!managerAddr) throw new Error('the manager address is required: shoal join --token TOKEN HOST:PORT');
     parseListenAddr(managerAddr, 'manager address');
+    if (flags.advertiseAddr) parseListenAddr(flags.advertiseAddr, 'advertise-addr');
+    if (flags.listenAddr) parseListenAddr(flags.listenAddr, 'listen-addr');
     const runtime = parseRuntime(flags.runtime) ?? 'docker';
     const joined = await joinCluster(managerAddr, flags.token);
     writeWorkerDataDir(dataDir, {
-      config: { clusterId: joined.clusterId, nodeId: joined.nodeId, listenAddr: flags.listenAddr ?? managerAddr, runtime, role: 'worker', managerAddr },
+      // A worker listens on nothing yet: its address is what it was told to be known by, else the manager records
+      // the address its session comes from.
+      config: {
+        clusterId: joined.clusterId,
+        nodeId: joined.nodeId,
+        listenAddr: flags.listenAddr ?? '',
+        runtime,
+        role: 'worker',
+        managerAddr,
+        ...(flags.advertiseAddr ? { advertiseAddr: flags.advertiseAddr } : {}),
+      },
       tls: { ca: joined.ca, cert: joined.cert, key: joined.key },
     });
     process.stdout.write(`This node joined cluster ${joined.clusterId} as worker ${joined.nodeId}.\n`);
@@ -184,6 +199,7 @@ export const registerClusterCommands = (program: Command): void => {
     .description('create a one-node cluster (manager + local worker), or restart the node of an existing data dir')
     .option('--data-dir <dir>', 'where the node keeps its state (default ~/.shoal)')
     .option('--listen-addr <host:port>', 'address of the manager API and sessions (default 127.0.0.1:7420)')
+    .option('--advertise-addr <host:port>', 'address other nodes and node ls know this node by (default: the listen address)')
     .option('--runtime <name>', 'how tasks run: docker or exec (default docker)')
     .option('-d, --detach', 'run in the background and return once ready (logs to DATA_DIR/shoal.log)')
     .action((flags: InitFlags) => init(flags));
@@ -194,7 +210,8 @@ export const registerClusterCommands = (program: Command): void => {
     .argument('[manager]', 'HOST:PORT of a manager')
     .option('--token <token>', 'join token (shoal join-token worker, on a manager)')
     .option('--data-dir <dir>', 'where the node keeps its state (default ~/.shoal)')
-    .option('--listen-addr <host:port>', 'the address this node is known by in node ls')
+    .option('--listen-addr <host:port>', 'the address this node is started with, shown in node ls')
+    .option('--advertise-addr <host:port>', 'the address this node is known by (default: the listen address, else where its session comes from)')
     .option('--runtime <name>', 'how tasks run: docker or exec (default docker)')
     .option('-d, --detach', 'run in the background and return once connected')
     .action((manager: string | undefined, flags: JoinFlags) => joinCommand(manager, flags));
