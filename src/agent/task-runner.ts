@@ -90,10 +90,6 @@ export class TaskRunner {
     }
   }
 
-  /** Waits for all queued work (for orderly shutdown and tests). */
-  async idle(): Promise<void> {
-    while (this.chains.size > 0) await Promise.all([...this.chains.values()]);
-  }
 
   private enqueue(taskId: string): void {
     const prev = this.chains.get(taskId) ?? Promise.resolve();

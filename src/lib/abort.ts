@@ -1,4 +1,4 @@
-// Abort helpers: sleeping and waiting that end early when a signal fires.
+// Abort helpers: sleeping that ends early when a signal fires.
 
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
 export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
@@ -17,11 +17,3 @@ export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
-
-/** Whether an error is the result of an abort. */
-export const isAbortError = (e: unknown): boolean =>
-  e instanceof Error && (e.name === 'AbortError' || e.name === 'TimeoutError');
-
-/** A signal that aborts when any of `signals` does. */
-export const anySignal = (...signals: (AbortSignal | undefined)[]): AbortSignal =>
-  AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined));

@@ -7,10 +7,8 @@ import { ShoalError } from '../core/index.js';
 import type { Logger } from '../lib/logger.js';
 import { createRuntime } from '../runtime/index.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { dataPaths, parseListenAddr, readDataDir, readNodeConfig, readNodeTls, writeFileAtomic, type NodeConfig } from './data-dir.js';
-import { renewThroughManager, runRenewer } from './renewal.js';
-import { signNodeCsr } from '../pki/index.js';
-import { hostname } from 'node:os';
+import { dataPaths, issueManagerCert, readDataDir, readNodeConfig, readNodeTls, writeFileAtomic, type NodeConfig } from './data-dir.js';
+import { renewThroughManager, runRenewer, type RenewerOptions } from './renewal.js';
 import { startManager, type Manager } from './manager.js';
 
 const AGENT_CONNECT_TIMEOUT_MS = 30_000;
@@ -85,6 +83,10 @@ const startAgent = (dataDir: string, config: NodeConfig, managerAddr: string, op
   return { agent, runtime, running };
 };
 
+/** Keeps this node's certificate renewed until the signal aborts. */
+const renewCertificates = (opts: DaemonOptions, how: Pick<RenewerOptions, 'renew' | 'onRenewed'>, signal: AbortSignal): Promise<void> =>
+  runRenewer({ dataDir: opts.dataDir, logger: opts.logger.child({ component: 'renewal' }), ...how }, signal);
+
 /** A manager node: the manager and the node's own agent, which reaches it over loopback like any other node. */
 export const startDaemon = async (opts: DaemonOptions): Promise<Daemon> => {
   const dd = readDataDir(opts.dataDir);
@@ -107,32 +109,16 @@ export const startDaemon = async (opts: DaemonOptions): Promise<Daemon> => {
     ]).finally(() => clearTimeout(timer));
     const m = manager;
     // The manager signs its own renewals with the cluster CA it holds.
-    const caPair = { certPem: readFileSync(dataPaths(opts.dataDir).ca, 'utf8'), keyPem: readFileSync(dataPaths(opts.dataDir).caKey, 'utf8') };
-    const renewing = runRenewer(
-      {
-        dataDir: opts.dataDir,
-        logger: opts.logger.child({ component: 'renewal' }),
-        renew: async (csrPem) => {
-          const cluster = m.cache.list('cluster')[0];
-          const { host } = parseListenAddr(dd.config.listenAddr);
-          return signNodeCsr({
-            ca: caPair,
-            csrPem,
-            nodeId: dd.config.nodeId,
-            role: 'manager',
-            clusterId: dd.config.clusterId,
-            now: new Date(),
-            hosts: [...new Set([host, '127.0.0.1', 'localhost', hostname()])],
-            ...(cluster?.spec.nodeCertExpiryMs === undefined ? {} : { validityMs: cluster.spec.nodeCertExpiryMs }),
-          });
-        },
-        onRenewed: (tls) => {
-          m.setServerTls(tls);
-          agent.updateTls(tls);
-        },
+    const renewing = renewCertificates(opts, {
+      renew: (csrPem) => {
+        const expiry = m.cache.list('cluster')[0]?.spec.nodeCertExpiryMs;
+        return issueManagerCert(m.ca, csrPem, { config: dd.config, now: new Date(), ...(expiry === undefined ? {} : { validityMs: expiry }) });
       },
-      ctl.signal,
-    );
+      onRenewed: (tls) => {
+        m.setServerTls(tls);
+        agent.updateTls(tls);
+      },
+    }, ctl.signal);
     let closed: Promise<void> | undefined;
     return {
       manager: m,
@@ -173,16 +159,7 @@ export const startWorker = (opts: DaemonOptions): Worker => {
   claimPidfile(opts.dataDir);
   const ctl = new AbortController();
   const { agent, runtime, running } = startAgent(opts.dataDir, config, config.managerAddr, opts, ctl.signal);
-  const managerAddr = config.managerAddr;
-  const renewing = runRenewer(
-    {
-      dataDir: opts.dataDir,
-      logger: opts.logger.child({ component: 'renewal' }),
-      renew: renewThroughManager(managerAddr, () => readNodeTls(opts.dataDir)),
-      onRenewed: (tls) => agent.updateTls(tls),
-    },
-    ctl.signal,
-  );
+  const renewing = renewCertificates(opts, { renew: renewThroughManager(config.managerAddr, () => readNodeTls(opts.dataDir)), onRenewed: (tls) => agent.updateTls(tls) }, ctl.signal);
   let closed: Promise<void> | undefined;
   return {
     agent,

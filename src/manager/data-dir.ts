@@ -12,7 +12,7 @@ import type { Clock } from '../lib/clock.js';
 import { isoNow } from '../lib/clock.js';
 import { newId, newSecret } from '../lib/ids.js';
 import { secretDigest } from '../lib/secrets.js';
-import { createNodeKeyAndCsr, createRootCa, newJoinSecret, signNodeCsr } from '../pki/index.js';
+import { createNodeKeyAndCsr, createRootCa, newJoinSecret, signNodeCsr, type CaKeyPair } from '../pki/index.js';
 import type { Store } from '../store/store.js';
 
 export type RuntimeName = 'docker' | 'exec';
@@ -156,13 +156,32 @@ const ensurePki = async (dir: string, config: NodeConfig, now: Date): Promise<vo
     writeFileAtomic(p.ca, ca.certPem, 0o644);
   }
   if (!existsSync(p.cert) || !existsSync(p.key)) {
-    const ca = { certPem: readFileSync(p.ca, 'utf8'), keyPem: readFileSync(p.caKey, 'utf8') };
     const { keyPem, csrPem } = await createNodeKeyAndCsr({ nodeId: config.nodeId });
-    const { host } = parseListenAddr(config.listenAddr);
-    const certPem = await signNodeCsr({ ca, csrPem, nodeId: config.nodeId, role: 'manager', clusterId: config.clusterId, now, hosts: [...new Set([host, '127.0.0.1', 'localhost', hostname()])] });
+    const certPem = await issueManagerCert(readCa(dir), csrPem, { config, now });
     writeFileAtomic(p.key, keyPem, 0o600);
     writeFileAtomic(p.cert, certPem, 0o644);
   }
+};
+
+/** The cluster CA with its key, as only a manager's data dir holds it. */
+export const readCa = (dir: string): CaKeyPair => {
+  const p = dataPaths(dir);
+  return { certPem: readFileSync(p.ca, 'utf8'), keyPem: readFileSync(p.caKey, 'utf8') };
+};
+
+/** Signs this manager's own certificate (at init and at each renewal), valid for the addresses it serves on. */
+export const issueManagerCert = (ca: CaKeyPair, csrPem: string, opts: { config: NodeConfig; now: Date; validityMs?: number }): Promise<string> => {
+  const { host } = parseListenAddr(opts.config.listenAddr);
+  return signNodeCsr({
+    ca,
+    csrPem,
+    nodeId: opts.config.nodeId,
+    role: 'manager',
+    clusterId: opts.config.clusterId,
+    now: opts.now,
+    hosts: [...new Set([host, '127.0.0.1', 'localhost', hostname()])],
+    ...(opts.validityMs === undefined ? {} : { validityMs: opts.validityMs }),
+  });
 };
 
 /** Reads the node's TLS material. */

@@ -190,9 +190,6 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     return this.left.has(nodeId);
   }
 
-  connected(nodeId: string): boolean {
-    return this.sessions.has(nodeId);
-  }
 
   // ------------------------------------------------------------ sessions
 

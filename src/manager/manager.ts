@@ -3,7 +3,6 @@
 // With the embedded SQLite store there is exactly one manager, so it is always the leader: the reconcilers and the
 // scheduler run here unconditionally. (Leadership among several managers comes with the etcd store.)
 
-import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '../lib/clock.js';
@@ -15,7 +14,8 @@ import { NodeHealth, SchedulingLoop, ServiceController, type ControllerContext }
 import { Cache } from '../store/cache.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { Store } from '../store/store.js';
-import { bootstrapStore, dataPaths, parseListenAddr, readDataDir, readNodeTls, type NodeTls } from './data-dir.js';
+import type { CaKeyPair } from '../pki/index.js';
+import { bootstrapStore, dataPaths, parseListenAddr, readCa, readDataDir, readNodeTls, type NodeTls } from './data-dir.js';
 import { Dispatcher } from './dispatcher.js';
 import { VERSION } from './version.js';
 
@@ -35,6 +35,8 @@ export interface Manager {
   readonly cache: Cache;
   readonly dispatcher: Dispatcher;
   readonly scheduling: SchedulingLoop;
+  /** The cluster CA with its key (the manager signs node certificates with it). */
+  readonly ca: CaKeyPair;
   /** Serves new TLS connections with renewed material. */
   setServerTls(tls: NodeTls): void;
   close(): Promise<void>;
@@ -62,8 +64,7 @@ export const startManager = async (opts: ManagerOptions): Promise<Manager> => {
     dispatcher.run(ctl.signal);
     tasks.push(services.run(ctl.signal), scheduling.run(ctl.signal), health.run(ctl.signal));
 
-    const paths = dataPaths(opts.dataDir);
-    const ca = { certPem: tls.ca, keyPem: readFileSync(paths.caKey, 'utf8') };
+    const ca = readCa(opts.dataDir);
     const api = new Api({ ca, store, cache, clock, logger: logger.child({ component: 'api' }), newId: () => newId(), logs: dispatcher, nodeId: dd.config.nodeId, version: VERSION, storeName: 'sqlite' });
     // One TLS listener for the API and the agent sessions. Client certificates are asked for but not required here:
     // sessions check them (mutual TLS), API requests carry a bearer token instead.
@@ -94,6 +95,7 @@ export const startManager = async (opts: ManagerOptions): Promise<Manager> => {
       cache,
       dispatcher,
       scheduling,
+      ca,
       setServerTls: (t) => srv.setSecureContext({ ca: t.ca, cert: t.cert, key: t.key }),
       close: () =>
         (closed ??= (async () => {

@@ -2,7 +2,6 @@
 
 import { z } from 'zod';
 import {
-  TASK_STATES,
   parseConstraint,
   type DesiredState,
   type NodeAvailability,
@@ -210,4 +209,3 @@ export interface ErrorBody {
   error: { code: string; message: string; violations: { field: string; reason: string }[] };
 }
 
-export const TASK_STATE_VALUES: readonly TaskState[] = TASK_STATES;
