@@ -83,6 +83,23 @@ const startAgent = (dataDir: string, config: NodeConfig, managerAddr: string, op
   return { agent, runtime, running };
 };
 
+/**
+ * Stops a node in order: the agent (its containers keep running) and the renewer, the runtime, then whatever else the
+ * node runs (a manager), and releases the pidfile.
+ */
+const stopNode = async (
+  dataDir: string,
+  parts: { ctl: AbortController; renewing: Promise<void>; running: Promise<void>; runtime: Runtime },
+  afterAgent: () => Promise<void> = async () => undefined,
+): Promise<void> => {
+  parts.ctl.abort();
+  await parts.renewing;
+  await parts.running.catch(() => undefined);
+  await parts.runtime.close();
+  await afterAgent();
+  releasePidfile(dataDir);
+};
+
 /** Keeps this node's certificate renewed until the signal aborts. */
 const renewCertificates = (opts: DaemonOptions, how: Pick<RenewerOptions, 'renew' | 'onRenewed'>, signal: AbortSignal): Promise<void> =>
   runRenewer({ dataDir: opts.dataDir, logger: opts.logger.child({ component: 'renewal' }), ...how }, signal);
@@ -124,15 +141,7 @@ export const startDaemon = async (opts: DaemonOptions): Promise<Daemon> => {
       manager: m,
       agent,
       runtime,
-      close: () =>
-        (closed ??= (async () => {
-          ctl.abort();
-          await renewing;
-          await run.catch(() => undefined);
-          await runtime.close();
-          await m.close();
-          releasePidfile(opts.dataDir);
-        })()),
+      close: () => (closed ??= stopNode(opts.dataDir, { ctl, renewing, running: run, runtime }, () => m.close())),
     };
   } catch (e) {
     ctl.abort();
@@ -164,13 +173,6 @@ export const startWorker = (opts: DaemonOptions): Worker => {
   return {
     agent,
     runtime,
-    close: () =>
-      (closed ??= (async () => {
-        ctl.abort();
-        await renewing;
-        await running.catch(() => undefined);
-        await runtime.close();
-        releasePidfile(opts.dataDir);
-      })()),
+    close: () => (closed ??= stopNode(opts.dataDir, { ctl, renewing, running, runtime })),
   };
 };
