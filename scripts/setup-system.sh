@@ -14,6 +14,7 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 if [ "${#need[@]}" -gt 0 ]; then
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
