@@ -496,6 +496,88 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
         }));
     });
 
+    describe('leadership', () => {
+      const TTL_MS = 2_000;
+      /** Whether `p` settles within `ms` (to show a campaign is still waiting). */
+      const settlesWithin = (p: Promise<unknown>, ms: number): Promise<boolean> =>
+        new Promise((resolve) => {
+          const timer = setTimeout(() => resolve(false), ms);
+          void p.then(
+            () => (clearTimeout(timer), resolve(true)),
+            () => (clearTimeout(timer), resolve(true)),
+          );
+        });
+
+      it('one leader at a time: a second candidate waits for the first to resign, whose fenced commits then fail', () =>
+        withStore(async ({ store }) => {
+          const ctlA = new AbortController();
+          const ctlB = new AbortController();
+          try {
+            const a = await within(store.campaign('a', { ttlMs: TTL_MS, signal: ctlA.signal }), 'a campaigning');
+            assert.ok(a, 'a did not win an uncontested election');
+            assert.equal(await store.leader(), 'a');
+            assert.equal(a.ended.aborted, false);
+            await a.store.commit([create(sampleNode('by-a'))]);
+
+            const pb = store.campaign('b', { ttlMs: TTL_MS, signal: ctlB.signal });
+            assert.equal(await settlesWithin(pb, 300), false, 'b won while a led');
+
+            await a.resign();
+            assert.equal(a.ended.aborted, true);
+            const b = await within(pb, 'b campaigning after a resigned');
+            assert.ok(b);
+            assert.equal(await store.leader(), 'b');
+
+            // The deposed leader writes nothing, not even within what would have been its lease.
+            const before = await store.revision();
+            await rejectsWith(a.store.commit([create(sampleNode('late-a'))]), 'failed_precondition');
+            assert.equal(await store.revision(), before);
+            assert.equal(await store.get('node', 'late-a'), undefined);
+
+            await b.store.commit([create(sampleNode('by-b'))]);
+            ctlB.abort();
+            await within(
+              (async () => {
+                while (!b.ended.aborted || (await store.leader()) !== undefined) await new Promise((r) => setTimeout(r, 20));
+              })(),
+              'b stepping down on abort',
+            );
+            await rejectsWith(b.store.commit([create(sampleNode('late-b'))]), 'failed_precondition');
+            assert.deepEqual((await store.list('node')).items.map((n) => n.id).sort(), ['by-a', 'by-b']);
+          } finally {
+            ctlA.abort();
+            ctlB.abort();
+          }
+        }));
+
+      it('a waiting candidate stops when its signal aborts, and the leader keeps leading', () =>
+        withStore(async ({ store }) => {
+          const ctlA = new AbortController();
+          const ctlB = new AbortController();
+          try {
+            const a = await within(store.campaign('a', { ttlMs: TTL_MS, signal: ctlA.signal }), 'a campaigning');
+            assert.ok(a);
+            const pb = store.campaign('b', { ttlMs: TTL_MS, signal: ctlB.signal });
+            ctlB.abort();
+            assert.equal(await within(pb, 'b giving up'), undefined);
+            assert.equal(await store.leader(), 'a');
+            assert.equal(a.ended.aborted, false);
+            await a.store.commit([create(sampleNode('still-a'))]);
+          } finally {
+            ctlA.abort();
+            ctlB.abort();
+          }
+        }));
+
+      it('reports the health of its members', () =>
+        withStore(async ({ store }) => {
+          const status = await store.status();
+          assert.ok(status.members.length >= 1);
+          assert.ok(status.members.every((m) => m.healthy && m.endpoint !== ''), JSON.stringify(status));
+          assert.equal(status.members.filter((m) => m.leader).length, 1, JSON.stringify(status));
+        }));
+    });
+
     it('keeps objects, revision and history across a reopen', async (t) => {
       const f0 = await open();
       if (!f0.reopen) {

@@ -4,7 +4,18 @@ import { SqliteStore } from './sqlite/sqlite-store.js';
 import type { SqliteStoreOptions } from './sqlite/sqlite-store.js';
 import type { Store } from './store.js';
 
-export type { CommitResult, ListResult, Op, Store, WatchEvent, WatchOptions } from './store.js';
+export type {
+  CampaignOptions,
+  CommitResult,
+  ListResult,
+  Op,
+  Store,
+  StoreMember,
+  StoreStatus,
+  Term,
+  WatchEvent,
+  WatchOptions,
+} from './store.js';
 export { Cache } from './cache.js';
 export { SqliteStore } from './sqlite/sqlite-store.js';
 export type { SqlitePragmas, SqliteStoreOptions } from './sqlite/sqlite-store.js';

@@ -52,6 +52,44 @@ export interface WatchOptions {
   signal: AbortSignal;
 }
 
+/** Options of Store.campaign. */
+export interface CampaignOptions {
+  /** Lease time to live: a leader that stops renewing (killed, cut off) loses the term this long after. */
+  ttlMs: number;
+  /** Stops campaigning (campaign resolves undefined) and, once leading, ends the term. */
+  signal: AbortSignal;
+}
+
+/** A term of leadership won through the store (see Store.campaign). */
+export interface Term {
+  /**
+   * The same store with every commit fenced on this term: a commit applies only while the term lasts; after it
+   * ended (lease lost or expired, resigned) it fails with ShoalError('failed_precondition') and writes nothing.
+   * Reads and watches are unchanged. close() on it is a no-op: the owner closes the underlying store.
+   */
+  readonly store: Store;
+  /** Aborts when the term ends (lease lost or expired, resigned, signal aborted, store closed). Stop acting at once. */
+  readonly ended: AbortSignal;
+  /** Ends the term now, so that another candidate can win without waiting for the lease to expire. */
+  resign(): Promise<void>;
+}
+
+/** One member of the store's cluster, as `shoal cluster status` reports it. */
+export interface StoreMember {
+  name: string;
+  endpoint: string;
+  healthy: boolean;
+  /** This member leads the store's own consensus (etcd raft leader; always true for SQLite). */
+  leader: boolean;
+  /** Why it is unhealthy. */
+  error?: string;
+}
+
+export interface StoreStatus {
+  backend: 'sqlite' | 'etcd';
+  members: StoreMember[];
+}
+
 export interface Store {
   get<K extends Kind>(kind: K, id: string): Promise<ObjectOfKind<K> | undefined>;
   list<K extends Kind>(kind: K): Promise<ListResult<K>>;
@@ -65,5 +103,14 @@ export interface Store {
   watch(opts: WatchOptions): AsyncIterable<WatchEvent[]>;
   /** The current revision. */
   revision(): Promise<number>;
+  /**
+   * Campaigns for leadership among the managers sharing this store: resolves with a Term once `candidate`
+   * leads (at most one term is live at a time across all managers), or undefined once `opts.signal` aborts.
+   */
+  campaign(candidate: string, opts: CampaignOptions): Promise<Term | undefined>;
+  /** The candidate leading now, or undefined while nobody does. */
+  leader(): Promise<string | undefined>;
+  /** Health of the store's members. */
+  status(): Promise<StoreStatus>;
   close(): Promise<void>;
 }

@@ -18,7 +18,17 @@ import type { Kind, ObjectOfKind, StoredObject } from '../../core/index.js';
 import { ShoalError } from '../../core/index.js';
 import type { Clock } from '../../lib/clock.js';
 import { isoNow, systemClock } from '../../lib/clock.js';
-import type { CommitResult, ListResult, Op, Store, WatchEvent, WatchOptions } from '../store.js';
+import type {
+  CampaignOptions,
+  CommitResult,
+  ListResult,
+  Op,
+  Store,
+  StoreStatus,
+  Term,
+  WatchEvent,
+  WatchOptions,
+} from '../store.js';
 
 export interface SqliteStoreOptions {
   /** Source of meta.createdAt / meta.updatedAt. */
@@ -86,6 +96,9 @@ export class SqliteStore implements Store {
   private readonly keepRevisions: number;
   private readonly watchers = new Set<Watcher>();
   private closed = false;
+  /** The live term (one writer process: leadership is in-process) and who waits for it to end. */
+  private term: { candidate: string; ended: AbortController } | undefined;
+  private readonly termWaiters = new Set<() => void>();
   /** Cached revision of the last commit (this process is the only writer). */
   private currentRevision: number;
   /** Revisions at or below this have been compacted out of the change log. */
@@ -304,10 +317,57 @@ export class SqliteStore implements Store {
     this.compactedThrough = revision;
   }
 
-  /** Ends every watch and closes the database. Idempotent. */
+  /**
+   * One process writes the file, so leadership is decided in-process: the first candidate leads at once,
+   * others wait until its term ends. The term's store refuses commits once the term has ended.
+   */
+  async campaign(candidate: string, opts: CampaignOptions): Promise<Term | undefined> {
+    const { signal } = opts;
+    while (this.term !== undefined && !signal.aborted && !this.closed) {
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          this.termWaiters.delete(wake);
+          signal.removeEventListener('abort', wake);
+          resolve();
+        };
+        this.termWaiters.add(wake);
+        signal.addEventListener('abort', wake, { once: true });
+      });
+    }
+    if (signal.aborted) return undefined;
+    this.assertOpen();
+    const ended = new AbortController();
+    const term = { candidate, ended };
+    this.term = term;
+    const end = (): void => {
+      signal.removeEventListener('abort', end);
+      if (this.term !== term) return;
+      this.term = undefined;
+      ended.abort();
+      for (const wake of [...this.termWaiters]) wake();
+    };
+    signal.addEventListener('abort', end, { once: true });
+    return { store: new FencedStore(this, ended.signal, candidate), ended: ended.signal, resign: async () => end() };
+  }
+
+  async leader(): Promise<string | undefined> {
+    return this.term?.candidate;
+  }
+
+  async status(): Promise<StoreStatus> {
+    return { backend: 'sqlite', members: [{ name: 'sqlite', endpoint: this.path, healthy: !this.closed, leader: true }] };
+  }
+
+  /** Ends every watch and term, and closes the database. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.term !== undefined) {
+      const { ended } = this.term;
+      this.term = undefined;
+      ended.abort();
+    }
+    for (const wake of [...this.termWaiters]) wake();
     for (const w of this.watchers) w.wake?.();
     this.watchers.clear();
     this.db.close();
@@ -506,3 +566,41 @@ const validateOps = (ops: Op[]): void => {
     seen.add(key);
   });
 };
+
+/** The store as a term's holder sees it: commits apply only while the term lasts (commit() is synchronous here). */
+class FencedStore implements Store {
+  constructor(
+    private readonly inner: SqliteStore,
+    private readonly ended: AbortSignal,
+    private readonly candidate: string,
+  ) {}
+
+  get<K extends Kind>(kind: K, id: string): Promise<ObjectOfKind<K> | undefined> {
+    return this.inner.get(kind, id);
+  }
+  list<K extends Kind>(kind: K): Promise<ListResult<K>> {
+    return this.inner.list(kind);
+  }
+  async commit(ops: Op[]): Promise<CommitResult> {
+    if (this.ended.aborted) {
+      throw new ShoalError('failed_precondition', `'${this.candidate}' no longer leads: its term ended, nothing was written`);
+    }
+    return this.inner.commit(ops);
+  }
+  watch(opts: WatchOptions): AsyncIterable<WatchEvent[]> {
+    return this.inner.watch(opts);
+  }
+  revision(): Promise<number> {
+    return this.inner.revision();
+  }
+  campaign(candidate: string, opts: CampaignOptions): Promise<Term | undefined> {
+    return this.inner.campaign(candidate, opts);
+  }
+  leader(): Promise<string | undefined> {
+    return this.inner.leader();
+  }
+  status(): Promise<StoreStatus> {
+    return this.inner.status();
+  }
+  async close(): Promise<void> {}
+}
