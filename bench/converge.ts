@@ -74,7 +74,7 @@ const main = async (): Promise<void> => {
   await initDataDir(dataDir, { listenAddr: '127.0.0.1:0', runtime: 'docker' });
   const daemon = await startDaemon({ dataDir, logger: silentLogger });
   const token = readDataDir(dataDir)?.credentials.adminToken ?? '';
-  const client = new ShoalClient({ host: daemon.manager.address, token, ca: readNodeTls(dataDir).ca });
+  const client = new ShoalClient({ hosts: [daemon.manager.address], token, ca: readNodeTls(dataDir).ca });
   const results: { direct: number; shoal: number }[] = [];
   try {
     await cleanupDirect();

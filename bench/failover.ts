@@ -7,7 +7,6 @@
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +14,7 @@ import { parseArgs } from 'node:util';
 import Docker from 'dockerode';
 import { ShoalClient } from '../src/cli/client.js';
 import { waitConverged } from '../src/cli/converge.js';
+import { freePort, killExecTasks } from '../test/helpers.js';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, replicas: { type: 'string', default: '30' }, runtime: { type: 'string', default: 'docker' } } });
 const ROUNDS = Number(values.rounds);
@@ -30,16 +30,6 @@ const shoal = (...args: string[]): string => {
   if (r.status !== 0) throw new Error(`shoal ${args.join(' ')} failed: ${r.stderr}`);
   return r.stdout;
 };
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 
 const nodeIdOf = (d: string): string => (JSON.parse(readFileSync(join(dir, d, 'node.json'), 'utf8')) as { nodeId: string }).nodeId;
 const pidOf = (d: string): number => Number(readFileSync(join(dir, d, 'shoal.pid'), 'utf8'));
@@ -74,7 +64,7 @@ const main = async (): Promise<void> => {
   try {
     shoal('init', '--detach', '--data-dir', join(dir, 'manager'), '--listen-addr', managerAddr, '--runtime', RUNTIME);
     nodeIds.push(nodeIdOf('manager'));
-    const ctx = JSON.parse(readFileSync(env.SHOAL_CONFIG, 'utf8')) as { host: string; token: string; ca: string };
+    const ctx = JSON.parse(readFileSync(env.SHOAL_CONFIG, 'utf8')) as { hosts: string[]; token: string; ca: string };
     const client = new ShoalClient(ctx);
     // The manager takes no tasks: the replicas live on the workers, as in the issue's setup.
     await client.updateNode(nodeIdOf('manager'), { availability: 'drain' });
@@ -118,7 +108,7 @@ const main = async (): Promise<void> => {
       }
     } else {
       // exec tasks are process groups recorded under each data dir; kill what is left before removing the dirs.
-      spawnSync('/bin/sh', ['-c', `for f in ${dir}/*/exec/containers/*/pid; do kill -9 -"$(cut -d' ' -f1 "$f")" 2>/dev/null; done; true`]);
+      killExecTasks(dir);
     }
     rmSync(dir, { recursive: true, force: true });
   }

@@ -37,7 +37,7 @@ describe('API', () => {
     assert.equal(wrong.status, 401);
     const spec = await httpsRequest(address, '/v1/openapi.json', { ca: node.tls.ca });
     assert.equal(spec.status, 401, 'even the OpenAPI document needs credentials');
-    const bad = new ShoalClient({ host: address, token: 'x', ca: node.tls.ca });
+    const bad = new ShoalClient({ hosts: [address], token: 'x', ca: node.tls.ca });
     await assert.rejects(bad.createService({ name: 'nope', task: { container: { image: TEST_IMAGE } } }), (e: ApiError) => e.status === 401);
     bad.close();
     assert.deepEqual(await node.client.listServices(), []);

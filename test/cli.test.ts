@@ -33,8 +33,8 @@ describe('shoal CLI against a detached daemon', () => {
   });
 
   it('writes a private context file and a log', () => {
-    const ctx = JSON.parse(readFileSync(env.SHOAL_CONFIG ?? '', 'utf8')) as { host: string; token: string; clusterId: string };
-    assert.match(ctx.host, /^127\.0\.0\.1:\d+$/);
+    const ctx = JSON.parse(readFileSync(env.SHOAL_CONFIG ?? '', 'utf8')) as { hosts: string[]; token: string; clusterId: string };
+    assert.match(ctx.hosts[0] ?? '', /^127\.0\.0\.1:\d+$/);
     assert.ok(ctx.token.length >= 32);
     assert.equal(statSync(env.SHOAL_CONFIG ?? '').mode & 0o077, 0, 'context file is not readable by others');
     assert.ok(existsSync(join(dir, 'data', 'shoal.log')));

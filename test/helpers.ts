@@ -50,6 +50,11 @@ export const removeNodeContainers = async (nodeId: string): Promise<void> => {
   for (const c of await containersOfNode(nodeId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
 };
 
+/** Kills the exec-runtime task processes of every node data dir under `dir` (they outlive a stopped daemon, by design). */
+export const killExecTasks = (dir: string): void => {
+  spawnSync('/bin/sh', ['-c', `for f in ${dir}/*/exec/containers/*/pid; do kill -9 -"$(cut -d' ' -f1 "$f")" 2>/dev/null; done; true`]);
+};
+
 /** A free loopback TCP port (for daemons that run as separate processes and need a fixed address). */
 export const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
@@ -90,7 +95,7 @@ export const startTestNode = async (opts: { runtime?: RuntimeName } = {}): Promi
       return daemon;
     },
     tls: readNodeTls(dataDir),
-    client: new ShoalClient({ host: daemon.manager.address, token: dd.credentials.adminToken, ca: readNodeTls(dataDir).ca }),
+    client: new ShoalClient({ hosts: [daemon.manager.address], token: dd.credentials.adminToken, ca: readNodeTls(dataDir).ca }),
     stop: () => daemon.close(),
     restart: async () => {
       // Same port, so the client keeps working.

@@ -8,7 +8,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ExecRuntime } from '../src/runtime/index.js';
-import { CLI, cliWith, eventually, tempDir } from './helpers.js';
+import { CLI, cliWith, eventually, killExecTasks, tempDir } from './helpers.js';
 
 const NS = `shoalt${process.pid % 100000}`;
 const BR = `shbr${process.pid % 100000}`;
@@ -63,7 +63,7 @@ describe('a worker cut off by a network partition', () => {
 
   after(() => {
     for (const d of ['worker', 'manager']) spawnSync(process.execPath, [CLI, 'stop', '--data-dir', join(dir, d)], { env: { ...process.env, ...env } });
-    spawnSync('/bin/sh', ['-c', `for f in ${dir}/*/exec/containers/*/pid; do kill -9 -"$(cut -d' ' -f1 "$f")" 2>/dev/null; done; true`]);
+    killExecTasks(dir);
     spawnSync('ip', ['link', 'del', VETH_HOST]);
     spawnSync('ip', ['link', 'del', BR]);
     spawnSync('ip', ['netns', 'del', NS]);

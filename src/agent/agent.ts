@@ -1,16 +1,17 @@
 // The agent: holds one session with a manager, runs the tasks it is assigned, reports their status, serves logs.
 //
-// It keeps running its containers while the manager is unreachable and reconnects with backoff; status changes
-// made while disconnected are kept (latest per task) and sent when the session is back.
+// It keeps running its containers while no manager is reachable and reconnects, failing over between the managers
+// it knows (managers.ts decides which and when); status changes made while disconnected are kept (latest per task)
+// and sent when the session is back.
 
 import { hostname } from 'node:os';
 import WebSocket from 'ws';
 import type { NodeDescription } from '../core/index.js';
 import { sleep } from '../lib/abort.js';
-import { backoffDelay } from '../lib/backoff.js';
 import { rawText } from '../lib/ws-text.js';
 import type { Logger } from '../lib/logger.js';
 import {
+  LEADER_HEADER,
   MANAGER_TLS_NAME,
   SESSION_PATH,
   SESSION_PROTOCOL_VERSION,
@@ -21,12 +22,15 @@ import {
   type TaskStatusUpdate,
 } from '../protocol/index.js';
 import type { Runtime } from '../runtime/runtime.js';
+import { ManagerRounds, parseManagerList, type SessionOutcome } from './managers.js';
 import { TaskRunner } from './task-runner.js';
 
 export interface AgentOptions {
   nodeId: string;
-  /** Manager address, host:port. */
-  manager: string;
+  /** Manager addresses, HOST:PORT, the one to try first first. */
+  managers: string[];
+  /** Called with the new list (the manager in use first) when a welcome brings a different one, to persist it. */
+  onManagers?: (managers: string[]) => void;
   /** TLS material, PEM: the cluster CA (the only issuer of a manager the agent trusts), and this node's certificate
    * and key, which is how the node proves who it is (mutual TLS). */
   tls: { ca: string; cert: string; key: string };
@@ -43,7 +47,9 @@ export class Agent {
   private socket: WebSocket | undefined;
   private readonly outbox = new Map<string, TaskStatusUpdate>();
   private flushScheduled = false;
-  private lastError: string | undefined;
+  private readonly rounds: ManagerRounds;
+  /** Failure reasons logged since the last session, so each is logged once however often it repeats. */
+  private readonly reported = new Set<string>();
   private readonly logStreams = new Map<string, AbortController>();
   private connectedOnce: () => void = () => undefined;
   /** Resolves when the first session is established. */
@@ -54,6 +60,7 @@ export class Agent {
     this.runner = new TaskRunner({ nodeId: opts.nodeId, runtime: opts.runtime, logger: opts.logger, report: (u) => this.queue(u) });
     this.connected = new Promise((resolve) => (this.connectedOnce = resolve));
     this.tls = opts.tls;
+    this.rounds = new ManagerRounds(opts.managers);
   }
 
   /** Uses a renewed certificate from now on: the session is reopened so the manager sees the new one. */
@@ -71,11 +78,12 @@ export class Agent {
       this.runner.resync(signal).catch((e: unknown) => this.opts.logger.debug('resync failed', { error: e }));
     }, this.opts.resyncMs ?? 5000);
     try {
-      for (let attempt = 0; !signal.aborted; ) {
-        const established = await this.session(signal);
+      while (!signal.aborted) {
+        const address = this.rounds.next();
+        const outcome = await this.session(address, signal);
         if (signal.aborted) break;
-        attempt = established ? 0 : attempt + 1;
-        await sleep(backoffDelay(attempt, { baseMs: 100, maxMs: 2000 }), signal).catch(() => undefined);
+        const delay = this.rounds.record(address, outcome);
+        if (delay > 0) await sleep(delay, signal).catch(() => undefined);
       }
     } finally {
       clearInterval(resync);
@@ -105,19 +113,25 @@ export class Agent {
     };
   }
 
-  /** One session: returns true if it got as far as a welcome (so the next try need not back off). */
-  private session(signal: AbortSignal): Promise<boolean> {
+  /** One attempt at a session with the manager at `address`, through to its end: says how far it got. */
+  private session(address: string, signal: AbortSignal): Promise<SessionOutcome> {
     return new Promise((resolve) => {
-      let welcomed = false;
+      let outcome: SessionOutcome = { kind: 'unreachable' };
       let heartbeat: NodeJS.Timeout | undefined;
       const { ca, cert, key } = this.tls;
       // `servername` goes through ws to tls.connect (its types omit it): managers' certificates name their role, so
       // any manager address is checked the same way.
       const options: WebSocket.ClientOptions & { servername: string } = { ca, cert, key, servername: MANAGER_TLS_NAME, handshakeTimeout: 5000 };
-      const ws = new WebSocket(`wss://${this.opts.manager}${SESSION_PATH}`, options);
+      const ws = new WebSocket(`wss://${address}${SESSION_PATH}`, options);
       this.socket = ws;
       const onAbort = (): void => ws.close(1001, 'agent stopping');
       signal.addEventListener('abort', onAbort, { once: true });
+      ws.on('unexpected-response', (_req, res) => {
+        // Answered, but no session: a manager that does not lead (503, naming the leader when it knows one), or a
+        // refusal (401/403: this node was removed). Handling the event leaves ending the handshake to us.
+        outcome = this.refusal(address, res.statusCode ?? 0, res.headers[LEADER_HEADER]);
+        ws.terminate();
+      });
       ws.on('open', () => {
         void this.description().then((description) =>
           this.send({ type: 'hello', protocol: SESSION_PROTOCOL_VERSION, nodeId: this.opts.nodeId, description }),
@@ -128,19 +142,21 @@ export class Agent {
         try {
           m = parseMessage<ManagerMessage>(rawText(data), ['welcome', 'assignments', 'logs-request', 'logs-cancel']);
         } catch (e) {
-          this.opts.logger.warn('bad message from manager', { error: e });
+          this.opts.logger.warn('bad message from manager', { error: e, manager: address });
           return;
         }
         switch (m.type) {
           case 'welcome':
-            welcomed = true;
+            // A later welcome in the same session brings a new heartbeat period (or manager list).
+            if (outcome.kind !== 'welcomed') this.opts.logger.info('session established', { manager: address });
+            outcome = { kind: 'welcomed' };
             clearInterval(heartbeat);
             heartbeat = setInterval(() => this.send({ type: 'heartbeat' }), m.heartbeatPeriodMs);
             this.send({ type: 'heartbeat' });
             this.flush();
             this.connectedOnce();
-            this.lastError = undefined;
-            this.opts.logger.info('session established', { manager: this.opts.manager });
+            this.reported.clear();
+            this.adoptManagers(m.managers, address);
             break;
           case 'assignments':
             this.runner.setAssignments(m.tasks);
@@ -154,20 +170,57 @@ export class Agent {
         }
       });
       ws.on('error', (e) => {
-        // Say why the manager is unreachable or refuses us (e.g. "Unexpected server response: 401" for a removed
-        // node), once per distinct reason rather than on every retry.
-        if (e.message !== this.lastError) this.opts.logger.warn('session failed', { error: e.message, manager: this.opts.manager });
-        this.lastError = e.message;
+        // Say why the manager is unreachable, once per distinct reason rather than on every retry; an answered
+        // handshake was reported by `refusal`.
+        if (signal.aborted) return;
+        if (outcome.kind === 'unreachable') this.reportOnce('warn', 'session failed', { error: e.message, manager: address });
+        else if (outcome.kind === 'welcomed') this.opts.logger.debug('session error', { error: e.message, manager: address });
       });
       ws.on('close', (code, reason) => {
         clearInterval(heartbeat);
         signal.removeEventListener('abort', onAbort);
         if (this.socket === ws) this.socket = undefined;
         for (const c of this.logStreams.values()) c.abort();
-        if (!signal.aborted) this.opts.logger.info('session closed', { code, reason: String(reason) });
-        resolve(welcomed);
+        if (!signal.aborted && outcome.kind === 'welcomed') this.opts.logger.info('session closed', { code, reason: String(reason), manager: address });
+        resolve(outcome);
       });
     });
+  }
+
+  /** What a non-101 answer to the session upgrade means, logged once per distinct answer. */
+  private refusal(address: string, status: number, leaderHeader: string | string[] | undefined): SessionOutcome {
+    if (status !== 503) {
+      // As ws words it when nobody handles the response, e.g. "Unexpected server response: 401" for a removed node.
+      this.reportOnce('warn', 'session failed', { error: `Unexpected server response: ${status}`, manager: address });
+      return { kind: 'refused' };
+    }
+    const [leader] = parseManagerList(leaderHeader);
+    if (leader === undefined) {
+      this.reportOnce('info', 'manager does not lead and knows no leader yet', { manager: address });
+      return { kind: 'not-leader' };
+    }
+    this.opts.logger.debug('manager does not lead: going to the leader', { manager: address, leader });
+    return { kind: 'not-leader', leader };
+  }
+
+  /** Takes the manager list of a welcome; tells the owner when it changed. */
+  private adoptManagers(managers: unknown, current: string): void {
+    if (!this.rounds.adopt(managers, current)) return;
+    const list = [...this.rounds.managers];
+    this.opts.logger.debug('managers', { managers: list });
+    try {
+      this.opts.onManagers?.(list);
+    } catch (e) {
+      // Persisting the list only helps the next start; the session goes on without it.
+      this.opts.logger.warn('could not record the manager list', { error: e });
+    }
+  }
+
+  private reportOnce(level: 'info' | 'warn', msg: string, fields: { manager: string; error?: string }): void {
+    const key = `${msg} ${fields.manager} ${fields.error ?? ''}`;
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    this.opts.logger[level](msg, fields);
   }
 
   private send(m: AgentMessage): boolean {

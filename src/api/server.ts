@@ -21,8 +21,12 @@ import {
   nodeUpdateSchema,
   scaleRequestSchema,
   serviceSpecSchema,
+  type ClusterStatusResponse,
   type InfoResponse,
   type LogEntry,
+  LEADER_HEADER,
+  MANAGERS_HEADER,
+  parseHostPort,
 } from '../protocol/index.js';
 import type { Cache } from '../store/cache.js';
 import type { Op, Store } from '../store/store.js';
@@ -33,6 +37,14 @@ import { nodeRow, serviceRow, taskRows } from './views.js';
 /** Where the API gets a task's log lines from: the node that runs it (relayed over its session). */
 export interface LogSource {
   taskLogs(task: Task, opts: { follow: boolean; tail?: number; since?: number; signal: AbortSignal }): AsyncIterable<{ stream: 'stdout' | 'stderr'; time?: string; line: string }>;
+}
+
+/** What the API knows of the managers; the manager's leadership loop keeps it current. */
+export interface ManagerView {
+  /** Node id of the leading manager, while one is known. */
+  leaderId(): string | undefined;
+  /** HOST:PORT of every manager, the leader first. */
+  addresses(): string[];
 }
 
 /** What the API needs to admit nodes: the cluster CA, key included (held by managers only). */
@@ -55,6 +67,9 @@ export interface ApiDeps {
   nodeId: string;
   version: string;
   storeName: string;
+  managers: ManagerView;
+  /** The shared store's URL, handed to managers that join (absent: the embedded store, which cannot be shared). */
+  storeUrl?: string;
 }
 
 const CONFLICT_RETRIES = 5;
@@ -92,12 +107,13 @@ export class Api {
       .add('GET', `${p}/services/:ref/tasks`, (c) => this.serviceTasks(c))
       .add('GET', `${p}/services/:ref/logs`, (c) => this.serviceLogs(c))
       .add('GET', `${p}/tasks/:id`, async (c) => sendJson(c.res, 200, this.task(c.params.id)))
-      .add('GET', `${p}/nodes`, async (c) => sendJson(c.res, 200, this.deps.cache.list('node').sort(byHostname).map(nodeRow)))
+      .add('GET', `${p}/nodes`, async (c) => sendJson(c.res, 200, this.deps.cache.list('node').sort(byHostname).map((n) => nodeRow(n, this.deps.managers.leaderId()))))
       .add('GET', `${p}/nodes/:ref`, async (c) => sendJson(c.res, 200, this.node(c.params.ref)))
       .add('POST', `${p}/nodes/:ref/update`, (c) => this.updateNode(c))
       .add('DELETE', `${p}/nodes/:ref`, (c) => this.removeNode(c))
       .add('GET', `${p}/cluster`, async (c) => sendJson(c.res, 200, this.clusterView()))
       .add('POST', `${p}/cluster/update`, (c) => this.updateCluster(c))
+      .add('GET', `${p}/cluster/status`, (c) => this.clusterStatus(c))
       .add('GET', `${p}/ca`, async (c) => sendJson(c.res, 200, { ca: this.deps.ca.certPem }))
       .add('POST', `${p}/join`, (c) => this.join(c))
       .add('POST', `${p}/renew`, (c) => this.renew(c))
@@ -109,6 +125,8 @@ export class Api {
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const ctl = new AbortController();
     res.on('close', () => ctl.abort());
+    // Every answer tells the client where all managers are, so it can go to another when this one is lost.
+    res.setHeader(MANAGERS_HEADER, this.deps.managers.addresses().join(','));
     void this.dispatch(req, res, ctl.signal).catch((e: unknown) =>
       sendError(res, e, (err) => this.deps.logger.error('request failed', { method: req.method, url: req.url, error: err })),
     );
@@ -204,13 +222,16 @@ export class Api {
     const parsed = serviceSpecSchema.safeParse(await readJson(c.req));
     if (!parsed.success) throw fromZod(parsed.error, 'service spec');
     const spec: ServiceSpec = parsed.data;
-    const service = await this.writes.run(async () => {
+    const service = await this.retryOnConflict(async () => {
       if (this.deps.cache.list('service').some((s) => s.spec.name === spec.name)) {
         throw new ShoalError('already_exists', `service '${spec.name}' already exists`, { violations: [{ field: 'name', reason: 'a service with this name exists' }] });
       }
       const iso = isoNow(this.deps.clock);
       const s: Service = { kind: 'service', id: this.deps.newId(), meta: { version: 0, createdAt: iso, updatedAt: iso }, spec };
-      return (await this.commit([{ op: 'create', object: s }], c.signal))[0] as Service;
+      // Several managers may create at once: the name check above is only as fresh as this manager's cache. Every
+      // create also writes the cluster object (compare-and-set on its version), so of two creates that both checked
+      // against the same cache, one conflicts, catches up and sees the other's name.
+      return (await this.commit([{ op: 'create', object: s }, { op: 'update', object: this.cluster() }], c.signal))[0] as Service;
     });
     this.deps.logger.info('service created', { service: spec.name, id: service.id });
     sendJson(c.res, 201, service);
@@ -219,9 +240,12 @@ export class Api {
   private async scaleService(c: RequestContext): Promise<void> {
     const parsed = scaleRequestSchema.safeParse(await readJson(c.req));
     if (!parsed.success) throw fromZod(parsed.error, 'scale request');
-    const { replicas } = parsed.data;
+    const { replicas, version } = parsed.data;
     const updated = await this.retryOnConflict(async () => {
       const s = this.service(c.params.ref);
+      if (version !== undefined && version !== s.meta.version) {
+        throw new ShoalError('conflict', `service '${s.spec.name}' is at version ${s.meta.version}, not ${version}: it changed since you read it`, { violations: [{ field: 'version', reason: 'stale' }] });
+      }
       if (!('replicated' in s.spec.mode)) {
         throw new ShoalError('failed_precondition', `cannot scale service '${s.spec.name}': it is global (one task per node)`, { violations: [{ field: 'replicas', reason: 'only replicated services scale' }] });
       }
@@ -293,6 +317,7 @@ export class Api {
   /** Logs of a service's tasks as NDJSON LogEntry lines, relayed from the nodes that hold the containers. */
   private async serviceLogs(c: RequestContext): Promise<void> {
     const s = this.service(c.params.ref);
+    this.requireLeader(c, 'log streams are relayed by the leading manager, which holds the nodes\' sessions');
     const follow = c.query.get('follow') === '1' || c.query.get('follow') === 'true';
     const tailText = c.query.get('tail');
     const tail = tailText === null || tailText === 'all' ? undefined : Number(tailText);
@@ -407,13 +432,70 @@ export class Api {
     if (token.caDigest !== caDigest(this.deps.ca.certPem)) throw new ShoalError('unauthenticated', 'invalid join token: it is for another cluster (its CA digest does not match)');
     const role = (['worker', 'manager'] as const).find((r) => secretMatches(token.secret, [secretDigest(cluster.auth.joinSecrets[r])]));
     if (!role) throw new ShoalError('unauthenticated', 'invalid join token: the secret is not a current join token of this cluster (rotated?)');
+    const joining = parsed.data.manager;
     if (role === 'manager') {
-      throw new ShoalError('failed_precondition', 'joining as a manager needs a shared store (etcd); this cluster runs the embedded SQLite store');
+      if (this.deps.storeUrl === undefined) throw new ShoalError('failed_precondition', 'joining as a manager needs a shared store: this cluster runs the embedded SQLite store (start the first manager with --store etcd://…)');
+      if (!joining) throw invalid('manager', 'a node joining with a manager token must send its admin token digest and address');
+      parseHostPort(joining.address, 'manager.address');
     }
     const nodeId = this.deps.newId();
     const cert = await signNodeCsr({ ca: this.deps.ca, csrPem: parsed.data.csr, nodeId, role, clusterId: cluster.id, now: new Date(this.deps.clock.now()), ...certLifetime(cluster) });
+    if (role === 'manager' && joining) await this.admitManager(nodeId, joining, c.signal);
     this.deps.logger.info('node joined', { nodeId, role });
-    const body: JoinResponse = { nodeId, clusterId: cluster.id, role, cert, ca: this.deps.ca.certPem };
+    const body: JoinResponse = {
+      nodeId,
+      clusterId: cluster.id,
+      role,
+      cert,
+      ca: this.deps.ca.certPem,
+      managers: this.deps.managers.addresses(),
+      // A manager signs certificates and reads the store like every other manager; the connection is pinned to the
+      // CA the token names, and only a manager token gets this far.
+      ...(role === 'manager' ? { caKey: this.deps.ca.keyPem, ...(this.deps.storeUrl === undefined ? {} : { store: this.deps.storeUrl }) } : {}),
+    };
+    sendJson(c.res, 200, body);
+  }
+
+  /** Records a joining manager before it starts: its node (so every agent learns its address) and its admin token. */
+  private async admitManager(nodeId: string, m: { adminTokenDigest: string; address: string }, signal: AbortSignal): Promise<void> {
+    await this.retryOnConflict(async () => {
+      const cl = this.cluster();
+      const iso = isoNow(this.deps.clock);
+      const node: Node = {
+        kind: 'node',
+        id: nodeId,
+        meta: { version: 0, createdAt: iso, updatedAt: iso },
+        spec: { role: 'manager', availability: 'active', labels: {} },
+        description: { hostname: '', address: m.address, runtime: '', resources: { nanoCpus: 0, memoryBytes: 0 }, engineLabels: {} },
+        status: { state: 'unknown', message: 'joined; not started yet' },
+      };
+      const auth = { ...cl.auth, adminTokenDigests: [...cl.auth.adminTokenDigests, m.adminTokenDigest] };
+      return this.commit([{ op: 'create', object: node }, { op: 'update', object: { ...cl, auth } }], signal);
+    });
+  }
+
+  /** Only the leader serves this request: elsewhere it fails with unavailable and names the leader for the client. */
+  private requireLeader(c: RequestContext, why: string): void {
+    const leaderId = this.deps.managers.leaderId();
+    if (leaderId === this.deps.nodeId) return;
+    const leader = leaderId === undefined ? undefined : this.deps.cache.get('node', leaderId)?.description.address;
+    if (leader) c.res.setHeader(LEADER_HEADER, leader);
+    throw new ShoalError('unavailable', `${why}; ${leader ? `the leader is at ${leader}` : 'no manager leads right now, retry shortly'}`);
+  }
+
+  private async clusterStatus(c: RequestContext): Promise<void> {
+    const leaderId = this.deps.managers.leaderId();
+    const managers = this.deps.cache
+      .list('node')
+      .filter((n) => n.spec.role === 'manager')
+      .sort(byHostname)
+      .map((n) => ({ nodeId: n.id, hostname: n.description.hostname, address: n.description.address, status: n.status.state, leader: n.id === leaderId }));
+    const leader = managers.find((m) => m.leader);
+    const body: ClusterStatusResponse = {
+      leader: leader ? { nodeId: leader.nodeId, address: leader.address } : null,
+      managers,
+      store: await this.deps.store.status(),
+    };
     sendJson(c.res, 200, body);
   }
 

@@ -37,11 +37,13 @@ export const taskRows = (tasks: Task[], nodes: ReadonlyMap<string, Node>): TaskL
     .sort((a, b) => a.slot - b.slot || a.nodeId.localeCompare(b.nodeId) || b.meta.createdAt.localeCompare(a.meta.createdAt))
     .map((t) => taskRow(t, nodes));
 
-export const nodeRow = (n: Node): NodeListItem => ({
+/** A node as `node ls` shows it; managers say whether they lead, and otherwise whether they are reachable. */
+export const nodeRow = (n: Node, leaderId: string | undefined): NodeListItem => ({
   id: n.id,
   hostname: n.description.hostname,
   role: n.spec.role,
   availability: n.spec.availability,
   status: n.status.state,
   address: n.description.address,
+  ...(n.spec.role === 'manager' ? { managerStatus: n.id === leaderId ? 'leader' : n.status.state === 'ready' ? 'reachable' : 'unreachable' } : {}),
 });

@@ -1,9 +1,20 @@
 // A typed HTTP client of the Shoal API, used by the CLI, the tests and the benchmarks.
+//
+// It knows every manager (any of them serves the API) and fails over between them without ever sending a write
+// twice: a request goes to the next manager only when it surely was not processed (no connection, a failed TLS
+// handshake, a kept-alive socket reset before any answer), or when it is a read. A 503 naming the leader (a request
+// only the leader serves) is sent once more, there. Each answer's list of managers replaces the client's.
 
 import { request, Agent } from 'node:https';
-import type { IncomingMessage } from 'node:http';
-import { API_PREFIX, MANAGER_TLS_NAME, type ClusterUpdateRequest, type NodeUpdateRequest, type ErrorBody, type InfoResponse, type LogEntry, type NodeListItem, type ServiceListItem, type ServiceSpecInput, type TaskListItem } from '../protocol/index.js';
-import type { Cluster, Node, Service } from '../core/index.js';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { API_PREFIX, LEADER_HEADER, MANAGERS_HEADER, MANAGER_TLS_NAME, type ClusterStatusResponse, type ClusterUpdateRequest, type NodeUpdateRequest, type ErrorBody, type InfoResponse, type LogEntry, type NodeListItem, type ServiceListItem, type ServiceSpecInput, type TaskListItem } from '../protocol/index.js';
+import { ShoalError, type Cluster, type Node, type Service } from '../core/index.js';
+import { parseManagerList, sameList } from '../agent/managers.js';
+
+/** How long a connection (TCP and TLS) may take before the next manager is tried, unless the options say. */
+const CONNECT_TIMEOUT_MS = 5000;
+/** How long a connected request (not a stream: those may stay silent) may wait for its answer. */
+const RESPONSE_TIMEOUT_MS = 30_000;
 
 /** HOST:PORT (or [v6]:PORT) into its parts. */
 const splitHostPort = (hp: string): [string, string] => {
@@ -25,17 +36,46 @@ export class ApiError extends Error {
 }
 
 export interface ClientOptions {
-  /** HOST:PORT of a manager. */
-  host: string;
+  /** HOST:PORT of the managers, the one to try first first. */
+  hosts: string[];
   token: string;
   /** PEM of the cluster CA: the only issuer of a manager certificate this client trusts. */
   ca: string;
+  /** How long a connection (TCP and TLS) may take before the next manager is tried; default 5 s. */
+  connectTimeoutMs?: number;
+  /** Called with the client's new host list (the manager that answered first) when an answer's list changed it. */
+  onManagers?: (hosts: string[]) => void;
 }
 
-/** A request failed on a reused keep-alive socket before any response: it may be sent again. */
-class StaleConnection extends Error {
-  constructor(readonly unavailable: ApiError) {
-    super(unavailable.message);
+/** One request as sent to one manager. */
+interface Call {
+  method: string;
+  path: string;
+  body?: unknown;
+  signal?: AbortSignal;
+  /** An NDJSON stream: no answer timeout (a quiet log stream sends nothing until there is a line). */
+  stream?: boolean;
+}
+
+/** A manager gave no answer: `reason` says why; `sent` when the request may have been processed all the same. */
+class NoAnswer extends Error {
+  constructor(
+    readonly reason: string,
+    readonly sent: boolean,
+    /** A kept-alive socket the server had closed: nothing was processed, and a new connection may well work. */
+    readonly stale: boolean,
+  ) {
+    super(reason);
+  }
+}
+
+/** A 503 from a manager that does not lead, naming the one that does. */
+class NotLeader extends Error {
+  constructor(
+    readonly leader: string,
+    readonly error: ApiError,
+  ) {
+    super(error.message);
   }
 }
 
@@ -48,69 +88,146 @@ const readAll = async (res: IncomingMessage): Promise<string> => {
   return Buffer.concat(chunks).toString('utf8');
 };
 
+/** The API error a non-2xx response carries. */
+const apiError = async (res: IncomingMessage): Promise<ApiError> => {
+  const status = res.statusCode ?? 0;
+  const t = await readAll(res);
+  let err: ErrorBody['error'] | undefined;
+  try {
+    err = (JSON.parse(t) as ErrorBody).error;
+  } catch {
+    err = undefined;
+  }
+  return new ApiError(status, err?.code ?? 'internal', err?.message ?? `HTTP ${status}: ${t.slice(0, 200)}`, err?.violations ?? []);
+};
+
 export class ShoalClient {
   private readonly agent: Agent;
+  private list: string[];
 
   constructor(private readonly opts: ClientOptions) {
+    this.list = parseManagerList(opts.hosts);
+    if (this.list.length === 0) throw new ShoalError('invalid_argument', 'a Shoal client needs the address (HOST:PORT) of at least one manager');
     // keepAlive: a CLI command or a test makes many requests; one TLS handshake serves them all.
     this.agent = new Agent({ ca: opts.ca, keepAlive: true, maxSockets: 16 });
   }
 
-  private async fetch(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Body> {
+  /** The managers this client knows, the one it tries first first. */
+  get hosts(): readonly string[] {
+    return this.list;
+  }
+
+  /** Sends the call to the managers in turn until one answers, as far as that is safe (see the file comment). */
+  private async fetch(call: Call): Promise<Body> {
+    const failures: string[] = [];
+    const order = [...this.list];
+    let redirected = false;
+    for (let i = 0; i < order.length; i++) {
+      const host = order[i] ?? '';
+      try {
+        return await this.sendFresh(host, call);
+      } catch (e) {
+        if (e instanceof NotLeader) {
+          if (redirected) throw e.error;
+          redirected = true;
+          order.splice(i + 1, 0, e.leader);
+          continue;
+        }
+        if (!(e instanceof NoAnswer)) throw e;
+        if (e.sent && call.method !== 'GET') {
+          throw new ApiError(0, 'unavailable', `the Shoal manager at ${host} gave no answer to ${call.method} ${call.path} (${e.reason}): it may or may not have been done; check before trying again`);
+        }
+        failures.push(`${host}: ${e.reason}`);
+      }
+    }
+    throw new ApiError(0, 'unavailable', `cannot reach any Shoal manager (${failures.join(', ')}); is one running? ('shoal init --detach' starts one)`);
+  }
+
+  /** Sends once, and once more if a kept-alive connection turned out closed by the server. */
+  private async sendFresh(host: string, call: Call): Promise<Body> {
     try {
-      return await this.send(method, path, body, signal);
+      return await this.send(host, call);
     } catch (e) {
-      // A kept-alive connection the server closed just as we reused it: a read is safe to send again, once.
-      if (method === 'GET' && e instanceof StaleConnection) return this.send(method, path, body, signal);
-      throw e instanceof StaleConnection ? e.unavailable : e;
+      if (e instanceof NoAnswer && e.stale) return this.send(host, call);
+      throw e;
     }
   }
 
-  private send(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Body> {
-    const text = body === undefined ? undefined : JSON.stringify(body);
-    const [hostname = '', port = ''] = splitHostPort(this.opts.host);
+  private send(host: string, call: Call): Promise<Body> {
+    const { method, signal } = call;
+    const text = call.body === undefined ? undefined : JSON.stringify(call.body);
+    const [hostname = '', port = ''] = splitHostPort(host);
     return new Promise((resolve, reject) => {
+      // Until the TLS handshake is done (or a kept-alive socket is used) nothing of the request reached the manager.
+      let connected = false;
+      let timer: NodeJS.Timeout | undefined;
+      const expire = (ms: number, what: string): void => {
+        clearTimeout(timer);
+        timer = setTimeout(() => req.destroy(new Error(`${what} after ${ms} ms`)), ms);
+      };
       const req = request(
         {
           method,
           hostname,
           port,
-          path: API_PREFIX + path,
+          path: API_PREFIX + call.path,
           agent: this.agent,
           servername: MANAGER_TLS_NAME,
           headers: { authorization: `Bearer ${this.opts.token}`, ...(text === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }) },
-          ...(signal ? { signal } : {}),
+          signal,
         },
         (res) => {
+          clearTimeout(timer);
           const status = res.statusCode ?? 0;
+          const [leader] = status === 503 ? parseManagerList(res.headers[LEADER_HEADER]) : [];
+          // A manager that sends us on is not the one to start with next time; the leader's answer lists the managers.
+          if (leader === undefined) this.answered(host, res.headers);
           if (status >= 200 && status < 300) return resolve(res);
-          void readAll(res).then((t) => {
-            let err: ErrorBody['error'] | undefined;
-            try {
-              err = (JSON.parse(t) as ErrorBody).error;
-            } catch {
-              err = undefined;
-            }
-            reject(new ApiError(status, err?.code ?? 'internal', err?.message ?? `HTTP ${status}: ${t.slice(0, 200)}`, err?.violations ?? []));
-          }, reject);
+          void apiError(res).then((err) => reject(leader === undefined ? err : new NotLeader(leader, err)), reject);
         },
       );
+      const onConnected = (): void => {
+        connected = true;
+        if (call.stream) clearTimeout(timer);
+        else expire(RESPONSE_TIMEOUT_MS, 'no answer');
+      };
+      // Timed from when the request has a socket: waiting for one of the pool's (all busy with streams) is no failure.
+      req.on('socket', (socket) => {
+        if (req.reusedSocket) return onConnected();
+        expire(this.opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS, 'no connection');
+        socket.once('secureConnect', onConnected);
+      });
       req.on('error', (e: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
         if (signal?.aborted) return reject(e);
-        const unavailable = new ApiError(0, 'unavailable', `cannot reach the Shoal manager at ${this.opts.host} (${e.code ?? e.message}); is it running? ('shoal init --detach' starts one)`);
-        reject(e.code === 'ECONNRESET' && req.reusedSocket ? new StaleConnection(unavailable) : unavailable);
+        const stale = e.code === 'ECONNRESET' && req.reusedSocket;
+        reject(new NoAnswer(e.code ?? e.message, connected && !stale, stale));
       });
       req.end(text);
     });
   }
 
+  /** `host` answered: it comes first from now on, and the managers it names (if it does) replace the others. */
+  private answered(host: string, headers: IncomingHttpHeaders): void {
+    const named = parseManagerList(headers[MANAGERS_HEADER]);
+    const next = parseManagerList([host, ...(named.length > 0 ? named : this.list)]);
+    const changed = !sameList(next, this.list);
+    this.list = next;
+    if (!changed || named.length === 0) return;
+    try {
+      this.opts.onManagers?.([...next]);
+    } catch {
+      // Recording the list (the CLI's context file) only spares a later command a detour; the answer stands.
+    }
+  }
+
   private async json<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-    return JSON.parse(await readAll(await this.fetch(method, path, body, signal))) as T;
+    return JSON.parse(await readAll(await this.fetch({ method, path, body, signal }))) as T;
   }
 
   /** Reads an NDJSON response line by line. */
   private async *ndjson<T>(path: string, signal?: AbortSignal): AsyncGenerator<T> {
-    const res = await this.fetch('GET', path, undefined, signal);
+    const res = await this.fetch({ method: 'GET', path, signal, stream: true });
     let buf = '';
     try {
       for await (const chunk of res as AsyncIterable<Buffer>) {
@@ -160,8 +277,9 @@ export class ShoalClient {
     return this.json('DELETE', `/services/${encodeURIComponent(ref)}`);
   }
 
-  scaleService(ref: string, replicas: number): Promise<Service> {
-    return this.json('POST', `/services/${encodeURIComponent(ref)}/scale`, { replicas });
+  /** With `version`, a compare-and-set: refused (409 conflict) unless the service is still at that version. */
+  scaleService(ref: string, replicas: number, version?: number): Promise<Service> {
+    return this.json('POST', `/services/${encodeURIComponent(ref)}/scale`, version === undefined ? { replicas } : { replicas, version });
   }
 
   serviceTasks(ref: string): Promise<TaskListItem[]> {
@@ -190,6 +308,10 @@ export class ShoalClient {
 
   inspectCluster(): Promise<{ id: string; spec: Cluster['spec'] }> {
     return this.json('GET', '/cluster');
+  }
+
+  clusterStatus(): Promise<ClusterStatusResponse> {
+    return this.json('GET', '/cluster/status');
   }
 
   updateCluster(update: ClusterUpdateRequest): Promise<{ id: string; spec: Cluster['spec'] }> {

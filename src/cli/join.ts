@@ -25,8 +25,11 @@ export interface Joined extends JoinResponse {
   key: string;
 }
 
-/** Joins the cluster of the manager at `addr` with `tokenText`; refuses a manager whose CA the token does not pin. */
-export const joinCluster = async (addr: string, tokenText: string): Promise<Joined> => {
+/**
+ * Joins the cluster of the manager at `addr` with `tokenText`; refuses a manager whose CA the token does not pin.
+ * `asManager` is what the node would be as a manager (used only if the token is a manager token).
+ */
+export const joinCluster = async (addr: string, tokenText: string, asManager: { adminTokenDigest: string; address: string }): Promise<Joined> => {
   const token = parseJoinToken(tokenText);
   const { ca } = (await call(addr, '/ca', {})) as { ca: string };
   const presented = caDigest(ca);
@@ -37,6 +40,6 @@ export const joinCluster = async (addr: string, tokenText: string): Promise<Join
     );
   }
   const { keyPem, csrPem } = await createNodeKeyAndCsr();
-  const joined = (await call(addr, '/join', { ca, body: { token: tokenText, csr: csrPem } })) as JoinResponse;
+  const joined = (await call(addr, '/join', { ca, body: { token: tokenText, csr: csrPem, manager: asManager } })) as JoinResponse;
   return { ...joined, key: keyPem };
 };

@@ -65,14 +65,27 @@ const releasePidfile = (dataDir: string): void => {
   if (runningPid(dataDir) === process.pid) rmSync(paths.pid, { force: true });
 };
 
-/** The node's agent, connecting to `managerAddr` with the node's certificate; marks the data dir ready once connected. */
-const startAgent = (dataDir: string, config: NodeConfig, managerAddr: string, opts: DaemonOptions, signal: AbortSignal): { agent: Agent; runtime: Runtime; running: Promise<void> } => {
+/**
+ * The node's agent, with the node's certificate, going to the managers in order (and on to whichever leads); keeps the
+ * list of managers in node.json current; marks the data dir ready once connected.
+ */
+const startAgent = (
+  dataDir: string,
+  config: NodeConfig,
+  where: { managers: string[]; address: string },
+  opts: DaemonOptions,
+  signal: AbortSignal,
+): { agent: Agent; runtime: Runtime; running: Promise<void> } => {
   const runtime = createRuntime(config.runtime, { dataDir, ...(opts.dockerSocket ? { dockerSocket: opts.dockerSocket } : {}) });
   const agent = new Agent({
     nodeId: config.nodeId,
-    manager: managerAddr,
+    managers: where.managers,
+    onManagers: (managers) => {
+      const current = readNodeConfig(dataDir);
+      if (current) writeFileAtomic(dataPaths(dataDir).node, JSON.stringify({ ...current, managers }, null, 2) + '\n');
+    },
     tls: readNodeTls(dataDir),
-    address: config.advertiseAddr ?? config.listenAddr,
+    address: where.address,
     runtime,
     logger: opts.logger.child({ component: 'agent' }),
   });
@@ -114,7 +127,16 @@ export const startDaemon = async (opts: DaemonOptions): Promise<Daemon> => {
   let running: Promise<void> | undefined;
   try {
     manager = await startManager({ dataDir: opts.dataDir, logger: opts.logger.child({ component: 'manager' }), ...(opts.listenAddr ? { listenAddr: opts.listenAddr } : {}) });
-    const started = startAgent(opts.dataDir, dd.config, connectAddress(manager.address), opts, ctl.signal);
+    // The node's own agent tries its own manager first; a follower sends it on to the leader. The node is known by
+    // the address it really listens on (a test's port 0 is resolved by now).
+    const self = connectAddress(manager.address);
+    const started = startAgent(
+      opts.dataDir,
+      dd.config,
+      { managers: [self, ...(dd.config.managers ?? []).filter((m) => m !== self)], address: dd.config.advertiseAddr ?? manager.address },
+      opts,
+      ctl.signal,
+    );
     const { agent, runtime } = started;
     const run = started.running;
     running = run;
@@ -164,11 +186,12 @@ export interface Worker {
  */
 export const startWorker = (opts: DaemonOptions): Worker => {
   const config = readNodeConfig(opts.dataDir);
-  if (config?.role !== 'worker' || !config.managerAddr) throw new ShoalError('failed_precondition', `${opts.dataDir} holds no Shoal worker node; join one with 'shoal join'`);
+  if (config?.role !== 'worker' || !config.managers?.length) throw new ShoalError('failed_precondition', `${opts.dataDir} holds no Shoal worker node; join one with 'shoal join'`);
   claimPidfile(opts.dataDir);
   const ctl = new AbortController();
-  const { agent, runtime, running } = startAgent(opts.dataDir, config, config.managerAddr, opts, ctl.signal);
-  const renewing = renewCertificates(opts, { renew: renewThroughManager(config.managerAddr, () => readNodeTls(opts.dataDir)), onRenewed: (tls) => agent.updateTls(tls) }, ctl.signal);
+  const { agent, runtime, running } = startAgent(opts.dataDir, config, { managers: config.managers, address: config.advertiseAddr ?? config.listenAddr }, opts, ctl.signal);
+  const managers = (): string[] => readNodeConfig(opts.dataDir)?.managers ?? config.managers ?? [];
+  const renewing = renewCertificates(opts, { renew: renewThroughManager(managers, () => readNodeTls(opts.dataDir)), onRenewed: (tls) => agent.updateTls(tls) }, ctl.signal);
   let closed: Promise<void> | undefined;
   return {
     agent,

@@ -13,7 +13,8 @@ import { isoNow } from '../lib/clock.js';
 import { newId, newSecret } from '../lib/ids.js';
 import { secretDigest } from '../lib/secrets.js';
 import { createNodeKeyAndCsr, createRootCa, newJoinSecret, signNodeCsr, type CaKeyPair } from '../pki/index.js';
-import type { Store } from '../store/store.js';
+import { parseHostPort } from '../protocol/index.js';
+import { parseStoreUrl, type Store, type StoreConfig } from '../store/index.js';
 
 export type RuntimeName = 'docker' | 'exec';
 
@@ -25,8 +26,17 @@ export interface NodeConfig {
   runtime: RuntimeName;
   /** Absent (older data dirs) means manager. */
   role?: 'manager' | 'worker';
-  /** Workers: HOST:PORT of the manager they joined. */
-  managerAddr?: string;
+  /**
+   * HOST:PORT of the cluster's managers as last known, the leader first: where a worker's agent goes (a manager's own
+   * agent tries its own manager first, then these). Updated from every session's welcome.
+   */
+  managers?: string[];
+  /**
+   * The shared store (etcd://HOST:PORT,…) when the managers run on etcd; absent: the embedded SQLite store in the data
+   * dir. With `storeTls`, the etcd client authenticates with store-ca.pem, store-cert.pem and store-key.pem.
+   */
+  store?: string;
+  storeTls?: boolean;
   /** The address other nodes and `node ls` know this node by, when it differs from the listen address. */
   advertiseAddr?: string;
 }
@@ -57,6 +67,9 @@ export const dataPaths = (dir: string) => ({
   caKey: join(dir, 'ca-key.pem'),
   cert: join(dir, 'node.pem'),
   key: join(dir, 'node-key.pem'),
+  storeCa: join(dir, 'store-ca.pem'),
+  storeCert: join(dir, 'store-cert.pem'),
+  storeKey: join(dir, 'store-key.pem'),
 });
 
 export const DEFAULT_LISTEN_ADDR = '127.0.0.1:7420';
@@ -78,16 +91,6 @@ const readJsonFile = <T>(path: string): T | undefined => {
   }
 };
 
-/** Parses HOST:PORT; throws invalid_argument naming the flag. */
-export const parseListenAddr = (text: string, field = 'listen-addr'): { host: string; port: number } => {
-  const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(text.trim());
-  const port = Number(m?.[2]);
-  if (!m?.[1] || !Number.isInteger(port) || port > 65535) {
-    throw new ShoalError('invalid_argument', `invalid ${field} '${text}': expected HOST:PORT, e.g. 127.0.0.1:7420`, { violations: [{ field, reason: 'expected HOST:PORT' }] });
-  }
-  return { host: m[1].replace(/^\[|\]$/g, ''), port };
-};
-
 export interface DataDir {
   config: NodeConfig;
   credentials: Credentials;
@@ -98,15 +101,55 @@ export interface DataDir {
 /** The node's identity and settings, manager or worker; undefined when the directory holds no node. */
 export const readNodeConfig = (dir: string): NodeConfig | undefined => readJsonFile<NodeConfig>(dataPaths(dir).node);
 
-/** Writes a worker's data dir from what joining returned: identity, manager address, CA and certificate. */
-export const writeWorkerDataDir = (dir: string, w: { config: NodeConfig; tls: NodeTls }): void => {
+/** TLS material (PEM) of the etcd client, when the shared store asks for it. */
+export interface StoreTls {
+  ca: string;
+  cert?: string;
+  key?: string;
+}
+
+/** What a data dir needs to be a node that joined: identity and TLS; a manager also the CA key and its admin token. */
+export interface JoinedNode {
+  config: NodeConfig;
+  tls: NodeTls;
+  manager?: { caKey: string; credentials: Credentials; storeTls?: StoreTls };
+}
+
+/** Writes a joined node's data dir (worker or manager) from what joining returned. */
+export const writeJoinedDataDir = (dir: string, j: JoinedNode): void => {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const p = dataPaths(dir);
-  writeFileAtomic(p.ca, w.tls.ca, 0o644);
-  writeFileAtomic(p.key, w.tls.key, 0o600);
-  writeFileAtomic(p.cert, w.tls.cert, 0o644);
+  writeFileAtomic(p.ca, j.tls.ca, 0o644);
+  writeFileAtomic(p.key, j.tls.key, 0o600);
+  writeFileAtomic(p.cert, j.tls.cert, 0o644);
+  if (j.manager) {
+    writeFileAtomic(p.caKey, j.manager.caKey, 0o600);
+    writeFileAtomic(p.credentials, JSON.stringify(j.manager.credentials, null, 2) + '\n');
+    if (j.manager.storeTls) writeStoreTls(dir, j.manager.storeTls);
+  }
   // node.json last: its presence says the join completed.
-  writeFileAtomic(p.node, JSON.stringify(w.config, null, 2) + '\n');
+  writeFileAtomic(p.node, JSON.stringify(j.config, null, 2) + '\n');
+};
+
+const writeStoreTls = (dir: string, t: StoreTls): void => {
+  const p = dataPaths(dir);
+  writeFileAtomic(p.storeCa, t.ca, 0o644);
+  if (t.cert !== undefined) writeFileAtomic(p.storeCert, t.cert, 0o644);
+  if (t.key !== undefined) writeFileAtomic(p.storeKey, t.key, 0o600);
+};
+
+/** The etcd client's TLS material of a manager whose store needs it. */
+export const readStoreTls = (dir: string): StoreTls => {
+  const p = dataPaths(dir);
+  return { ca: readFileSync(p.storeCa, 'utf8'), ...(existsSync(p.storeCert) ? { cert: readFileSync(p.storeCert, 'utf8'), key: readFileSync(p.storeKey, 'utf8') } : {}) };
+};
+
+/** Where the manager of a data dir keeps its state: the embedded SQLite file, or the shared etcd store. */
+export const storeConfigOf = (dir: string, config: NodeConfig, clock: Clock): StoreConfig => {
+  if (config.store === undefined) return { kind: 'sqlite', path: dataPaths(dir).db, clock };
+  const c = parseStoreUrl(config.store);
+  if (c.kind !== 'etcd') return c;
+  return config.storeTls ? { ...c, tls: readStoreTls(dir) } : c;
 };
 
 /** Reads the node's files; undefined when the directory holds no initialized manager node. */
@@ -122,21 +165,34 @@ export const readDataDir = (dir: string): Omit<DataDir, 'created'> | undefined =
  * Makes `dir` a node of a new cluster, or loads the node it already is (init on an existing data dir restarts that
  * node, it never makes a second cluster). Explicit options replace the stored listen address and runtime.
  */
-export const initDataDir = async (dir: string, opts: { listenAddr?: string; advertiseAddr?: string; runtime?: RuntimeName } = {}): Promise<DataDir> => {
+export const initDataDir = async (
+  dir: string,
+  opts: { listenAddr?: string; advertiseAddr?: string; runtime?: RuntimeName; store?: { url: string; tls?: StoreTls } } = {},
+): Promise<DataDir> => {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const p = dataPaths(dir);
-  if (opts.listenAddr !== undefined) parseListenAddr(opts.listenAddr);
+  if (opts.listenAddr !== undefined) parseHostPort(opts.listenAddr);
   if (readNodeConfig(dir)?.role === 'worker') {
     throw new ShoalError('failed_precondition', `${dir} holds a worker node; restart it with 'shoal join --data-dir ${dir}'`);
   }
   const existing = readDataDir(dir);
+  if (opts.store) {
+    parseStoreUrl(opts.store.url);
+    // Moving a cluster to another store would strand its state: the store is chosen once, at the first init.
+    if (existing && existing.config.store !== opts.store.url) {
+      throw new ShoalError('failed_precondition', `${dir} already holds a node whose store is ${existing.config.store ?? 'the embedded SQLite file'}; its store cannot be changed`);
+    }
+  }
   const config: NodeConfig = {
     clusterId: existing?.config.clusterId ?? newId(),
     nodeId: existing?.config.nodeId ?? newId(),
     listenAddr: opts.listenAddr ?? existing?.config.listenAddr ?? DEFAULT_LISTEN_ADDR,
     runtime: opts.runtime ?? existing?.config.runtime ?? 'docker',
     ...(opts.advertiseAddr ?? existing?.config.advertiseAddr ? { advertiseAddr: opts.advertiseAddr ?? existing?.config.advertiseAddr } : {}),
+    ...(existing?.config.store ?? opts.store?.url ? { store: existing?.config.store ?? opts.store?.url } : {}),
+    ...(existing?.config.storeTls ?? opts.store?.tls ? { storeTls: true } : {}),
   };
+  if (!existing && opts.store?.tls) writeStoreTls(dir, opts.store.tls);
   const credentials: Credentials = existing?.credentials ?? { adminToken: newSecret() };
   if (!existing) writeFileAtomic(p.credentials, JSON.stringify(credentials, null, 2) + '\n');
   writeFileAtomic(p.node, JSON.stringify(config, null, 2) + '\n');
@@ -171,7 +227,7 @@ export const readCa = (dir: string): CaKeyPair => {
 
 /** Signs this manager's own certificate (at init and at each renewal), valid for the addresses it serves on. */
 export const issueManagerCert = (ca: CaKeyPair, csrPem: string, opts: { config: NodeConfig; now: Date; validityMs?: number }): Promise<string> => {
-  const { host } = parseListenAddr(opts.config.listenAddr);
+  const { host } = parseHostPort(opts.config.listenAddr);
   return signNodeCsr({
     ca,
     csrPem,

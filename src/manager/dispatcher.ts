@@ -14,6 +14,7 @@ import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { rawText } from '../lib/ws-text.js';
 import {
+  LEADER_HEADER,
   SESSION_PATH,
   SESSION_PROTOCOL_VERSION,
   parseMessage,
@@ -41,6 +42,8 @@ export interface DispatcherOptions {
   onSessionChange?: () => void;
   /** How often every connected node gets its full assignment set again, even without changes (default 10 s). */
   resendMs?: number;
+  /** Addresses of every manager, the leader first: each welcome tells the agent where to go if this one is lost. */
+  managers: () => string[];
 }
 
 const HELLO_TIMEOUT_MS = 5000;
@@ -95,6 +98,18 @@ class LogStream {
   }
 }
 
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 503: 'Service Unavailable' };
+
+/** Answers an upgrade request with an HTTP error and closes the connection. */
+const refuseUpgrade = (socket: Duplex, status: number, message: string, headers: Record<string, string> = {}): void => {
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\ncontent-type: text/plain\r\n${extra}connection: close\r\n\r\n${message}\n`);
+};
+
+/** A manager that does not lead refuses sessions and names the leader (when it knows one), where the agent goes next. */
+export const refuseNotLeader = (socket: Duplex, leader: string | undefined): void =>
+  refuseUpgrade(socket, 503, leader ? `this manager does not lead; the leader is at ${leader}` : 'no manager leads right now; retry shortly', leader ? { [LEADER_HEADER]: leader } : {});
+
 /** Whether a task event changes what its node must be told (not just a status the node itself reported). */
 const affectsAssignment = (ev: WatchEvent): boolean => {
   if (ev.object.kind !== 'task') return false;
@@ -132,12 +147,18 @@ export class Dispatcher implements HeartbeatSource, LogSource {
 
   /** Follows the cache and pushes assignment changes until the signal aborts; then closes every session. */
   run(signal: AbortSignal): void {
+    let managers = this.opts.managers().join(',');
     const unsubscribe = this.opts.cache.subscribe((events) => {
+      // A new heartbeat period or a changed set of managers reaches agents as a fresh welcome (which also resets
+      // their heartbeat timer).
+      let rewelcome = events.some((ev) => ev.object.kind === 'cluster' && (ev.prev as Cluster | undefined)?.spec.heartbeatPeriodMs !== ev.object.spec.heartbeatPeriodMs);
+      if (events.some((ev) => ev.object.kind === 'node')) {
+        const now = this.opts.managers().join(',');
+        rewelcome ||= now !== managers;
+        managers = now;
+      }
+      if (rewelcome) for (const s of this.sessions.values()) this.welcome(s);
       for (const ev of events) {
-        if (ev.object.kind === 'cluster' && (ev.prev as Cluster | undefined)?.spec.heartbeatPeriodMs !== ev.object.spec.heartbeatPeriodMs) {
-          // A new heartbeat period reaches agents as a fresh welcome, which resets their heartbeat timer.
-          for (const s of this.sessions.values()) this.send(s, { type: 'welcome', nodeId: s.nodeId, heartbeatPeriodMs: ev.object.spec.heartbeatPeriodMs });
-        }
         // A node removed while connected is told to run nothing (so no service runs more than it asked), then loses
         // its session (and cannot open another).
         if (ev.object.kind === 'cluster') {
@@ -197,7 +218,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const refuse = (status: number, message: string): void => {
       this.opts.logger.warn('session refused', { reason: message, remote: req.socket.remoteAddress });
-      socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Bad Request'}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${message}\n`);
+      refuseUpgrade(socket, status, message);
     };
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== SESSION_PATH) return refuse(400, `no WebSocket endpoint at ${url.pathname}`);
@@ -289,8 +310,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     if (previous) previous.ws.close(1008, 'replaced by a newer session');
     this.left.delete(s.nodeId);
     this.heartbeats.set(s.nodeId, this.opts.clock.now());
-    const cluster = this.opts.cache.list('cluster')[0];
-    this.send(s, { type: 'welcome', nodeId: s.nodeId, heartbeatPeriodMs: cluster?.spec.heartbeatPeriodMs ?? 500 });
+    this.welcome(s);
     this.sendAssignments(s);
     this.opts.logger.info('session established', { nodeId: s.nodeId, hostname: description.hostname });
     this.opts.onSessionChange?.();
@@ -326,6 +346,11 @@ export class Dispatcher implements HeartbeatSource, LogSource {
         await cache.waitFor(await store.revision());
       }
     }
+  }
+
+  private welcome(s: Session): void {
+    const cluster = this.opts.cache.list('cluster')[0];
+    this.send(s, { type: 'welcome', nodeId: s.nodeId, heartbeatPeriodMs: cluster?.spec.heartbeatPeriodMs ?? 500, managers: this.opts.managers() });
   }
 
   private send(s: Session, m: ManagerMessage): void {

@@ -47,12 +47,22 @@ export const runRenewer = async (opts: RenewerOptions, signal: AbortSignal): Pro
   }
 };
 
-/** A worker renews through a manager, authenticated by its current certificate (mutual TLS). */
+/** A worker renews through a manager (the first of them that answers), authenticated by its current certificate. */
 export const renewThroughManager =
-  (managerAddr: string, tls: () => NodeTls) =>
+  (managers: () => string[], tls: () => NodeTls) =>
   async (csrPem: string): Promise<string> => {
     const { ca, cert, key } = tls();
-    const r = await httpsJson(managerAddr, `${API_PREFIX}/renew`, { servername: MANAGER_TLS_NAME, ca, cert, key, body: { csr: csrPem } });
-    if (r.status !== 200) throw new Error(`the manager refused to renew (HTTP ${r.status}): ${JSON.stringify(r.body).slice(0, 300)}`);
-    return (r.body as { cert: string }).cert;
+    const failures: string[] = [];
+    for (const addr of managers()) {
+      let r: { status: number; body: unknown };
+      try {
+        r = await httpsJson(addr, `${API_PREFIX}/renew`, { servername: MANAGER_TLS_NAME, ca, cert, key, body: { csr: csrPem }, timeoutMs: 5000 });
+      } catch (e) {
+        failures.push(`${addr}: ${(e as Error).message}`);
+        continue;
+      }
+      if (r.status !== 200) throw new Error(`the manager at ${addr} refused to renew (HTTP ${r.status}): ${JSON.stringify(r.body).slice(0, 300)}`);
+      return (r.body as { cert: string }).cert;
+    }
+    throw new Error(`no manager answered the renewal (${failures.join('; ') || 'no manager known'})`);
   };

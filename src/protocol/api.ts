@@ -2,6 +2,7 @@
 
 import { z } from 'zod';
 import {
+  ShoalError,
   parseConstraint,
   type DesiredState,
   type NodeAvailability,
@@ -116,7 +117,21 @@ export const nodeUpdateSchema = z
 export type NodeUpdateRequest = z.input<typeof nodeUpdateSchema>;
 
 /** `POST /v1/join`: a node asks for its certificate with a join token (no other credential). */
-export const joinRequestSchema = z.object({ token: z.string().min(1).max(256), csr: z.string().min(1).max(16_384) }).strict();
+export const joinRequestSchema = z
+  .object({
+    token: z.string().min(1).max(256),
+    csr: z.string().min(1).max(16_384),
+    /** A node joining with a manager token: the digest of the admin token it made for its own CLI (the token itself
+     * never leaves the node), and the address it will serve the API and sessions on. */
+    manager: z
+      .object({
+        adminTokenDigest: z.string().regex(/^[0-9a-f]{64}$/, 'a SHA-256 digest, 64 lowercase hex digits'),
+        address: z.string().min(3).max(300),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
 export type JoinRequest = z.input<typeof joinRequestSchema>;
 
 export interface JoinResponse {
@@ -126,6 +141,11 @@ export interface JoinResponse {
   /** PEM: the node's certificate, and the cluster CA. */
   cert: string;
   ca: string;
+  /** Addresses of the cluster's managers, the leader first. */
+  managers: string[];
+  /** A joining manager gets what managers share: the CA key (it signs certificates too) and the store's URL. */
+  caKey?: string;
+  store?: string;
 }
 
 /** `POST /v1/renew`: a node with a valid certificate (presented on the TLS connection) asks for a new one. */
@@ -143,7 +163,13 @@ export const clusterUpdateSchema = z
   .strict();
 export type ClusterUpdateRequest = z.input<typeof clusterUpdateSchema>;
 
-export const scaleRequestSchema = z.object({ replicas: nonNegInt.max(100_000) }).strict();
+export const scaleRequestSchema = z
+  .object({
+    replicas: nonNegInt.max(100_000),
+    /** Compare-and-set: apply only if the service is still at this version (meta.version), else 409 conflict. */
+    version: z.number().int().min(1).optional(),
+  })
+  .strict();
 export type ScaleRequest = z.input<typeof scaleRequestSchema>;
 
 // ---------------------------------------------------------------- listing formats (stable field names)
@@ -182,6 +208,8 @@ export interface NodeListItem {
   availability: NodeAvailability;
   status: NodeStatusState;
   address: string;
+  /** Managers only: leader, reachable (its agent has a live session), or unreachable. */
+  managerStatus?: 'leader' | 'reachable' | 'unreachable';
 }
 
 /** One line of `service logs`, as NDJSON on the wire. */
@@ -194,6 +222,13 @@ export interface LogEntry {
   stream: 'stdout' | 'stderr';
   time?: string;
   line: string;
+}
+
+/** `GET /v1/cluster/status`: who leads, the managers, and the health of the store's members. */
+export interface ClusterStatusResponse {
+  leader: { nodeId: string; address: string } | null;
+  managers: { nodeId: string; hostname: string; address: string; status: NodeStatusState; leader: boolean }[];
+  store: { backend: 'sqlite' | 'etcd'; members: { name: string; endpoint: string; healthy: boolean; leader: boolean; error?: string }[] };
 }
 
 export interface InfoResponse {
@@ -209,3 +244,12 @@ export interface ErrorBody {
   error: { code: string; message: string; violations: { field: string; reason: string }[] };
 }
 
+/** Parses HOST:PORT; throws invalid_argument naming the flag. */
+export const parseHostPort = (text: string, field = 'listen-addr'): { host: string; port: number } => {
+  const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(text.trim());
+  const port = Number(m?.[2]);
+  if (!m?.[1] || !Number.isInteger(port) || port > 65535) {
+    throw new ShoalError('invalid_argument', `invalid ${field} '${text}': expected HOST:PORT, e.g. 127.0.0.1:7420`, { violations: [{ field, reason: 'expected HOST:PORT' }] });
+  }
+  return { host: m[1].replace(/^\[|\]$/g, ''), port };
+};

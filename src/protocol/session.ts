@@ -8,6 +8,15 @@ export const SESSION_PROTOCOL_VERSION = 1;
 /** The TLS server name in every manager's certificate: clients check it whatever address they dialled. */
 export const MANAGER_TLS_NAME = 'shoal-manager';
 
+/**
+ * Response header of a manager that is not the leader, on a request only the leader serves (an agent session, a log
+ * stream): HOST:PORT of the leading manager, absent while none is known. Such responses have status 503.
+ */
+export const LEADER_HEADER = 'shoal-leader';
+
+/** Response header on every API response: the addresses (HOST:PORT) of all managers, comma-separated, leader first. */
+export const MANAGERS_HEADER = 'shoal-managers';
+
 /** What an agent needs of a task; the manager sends tasks whole so the agent needs nothing else. */
 export type AssignedTask = Pick<Task, 'id' | 'serviceId' | 'serviceName' | 'slot' | 'nodeId' | 'spec' | 'desiredState' | 'serviceVersion'> & {
   state: TaskState;
@@ -61,6 +70,8 @@ export interface WelcomeMessage {
   type: 'welcome';
   nodeId: string;
   heartbeatPeriodMs: number;
+  /** Addresses (HOST:PORT) of every manager, the leader first: where to go when this one is lost. */
+  managers: string[];
 }
 /** The complete set of tasks assigned to the node: anything the agent runs that is not in it must stop. */
 export interface AssignmentsMessage {

@@ -8,12 +8,23 @@ import type { Command } from 'commander';
 import { createLogger } from '../../lib/logger.js';
 import { sleep } from '../../lib/abort.js';
 import { connectAddress, runningPid, startDaemon, startWorker } from '../../manager/daemon.js';
-import { dataPaths, initDataDir, parseListenAddr, readNodeConfig, readNodeTls, writeWorkerDataDir, type RuntimeName } from '../../manager/data-dir.js';
+import { DEFAULT_LISTEN_ADDR, dataPaths, initDataDir, readDataDir, readNodeConfig, readNodeTls, writeJoinedDataDir, type RuntimeName, type StoreTls } from '../../manager/data-dir.js';
+import { newSecret } from '../../lib/ids.js';
+import { secretDigest } from '../../lib/secrets.js';
+import { parseHostPort } from '../../protocol/index.js';
+import { parseStoreUrl } from '../../store/index.js';
 import { ShoalClient } from '../client.js';
 import { clientFor, defaultDataDir, readContext, writeContext } from '../context.js';
 import { joinCluster } from '../join.js';
 
-interface InitFlags {
+interface StoreFlags {
+  store?: string;
+  storeCa?: string;
+  storeCert?: string;
+  storeKey?: string;
+}
+
+interface InitFlags extends StoreFlags {
   dataDir?: string;
   listenAddr?: string;
   advertiseAddr?: string;
@@ -38,7 +49,7 @@ const runForeground = async (dataDir: string, onReady: (address: string) => void
   let daemon: { close(): Promise<void> };
   if (config?.role === 'worker') {
     daemon = startWorker({ dataDir, logger });
-    onReady(config.managerAddr ?? '');
+    onReady(config.managers?.join(', ') ?? '');
   } else {
     const d = await startDaemon({ dataDir, logger });
     daemon = d;
@@ -72,21 +83,55 @@ const waitReady = async (client: ShoalClient, nodeId: string, child: { exited: b
   throw new Error(`the Shoal daemon did not become ready within ${READY_TIMEOUT_MS / 1000}s (${last}); see ${logPath}`);
 };
 
+/** Reads the etcd client TLS files named by --store-ca/--store-cert/--store-key, if any. */
+const storeTlsOf = (flags: StoreFlags): StoreTls | undefined => {
+  if (!flags.storeCa) {
+    if (flags.storeCert || flags.storeKey) throw new Error('--store-cert and --store-key need --store-ca (the CA that signed the etcd servers\' certificates)');
+    return undefined;
+  }
+  if (Boolean(flags.storeCert) !== Boolean(flags.storeKey)) throw new Error('--store-cert and --store-key go together');
+  const read = (file: string, flag: string): string => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new Error(`cannot read ${flag} ${file}: ${(e as Error).message}`);
+    }
+  };
+  return {
+    ca: read(flags.storeCa, '--store-ca'),
+    ...(flags.storeCert && flags.storeKey ? { cert: read(flags.storeCert, '--store-cert'), key: read(flags.storeKey, '--store-key') } : {}),
+  };
+};
+
 const init = async (flags: InitFlags): Promise<void> => {
   const dataDir = dataDirOf(flags.dataDir);
   const runtime = parseRuntime(flags.runtime);
-  if (flags.advertiseAddr) parseListenAddr(flags.advertiseAddr, 'advertise-addr');
-  const dd = await initDataDir(dataDir, { ...(flags.listenAddr ? { listenAddr: flags.listenAddr } : {}), ...(flags.advertiseAddr ? { advertiseAddr: flags.advertiseAddr } : {}), ...(runtime ? { runtime } : {}) });
+  if (flags.advertiseAddr) parseHostPort(flags.advertiseAddr, 'advertise-addr');
+  const storeTls = storeTlsOf(flags);
+  const dd = await initDataDir(dataDir, {
+    ...(flags.listenAddr ? { listenAddr: flags.listenAddr } : {}),
+    ...(flags.advertiseAddr ? { advertiseAddr: flags.advertiseAddr } : {}),
+    ...(runtime ? { runtime } : {}),
+    ...(flags.store ? { store: { url: flags.store, ...(storeTls ? { tls: storeTls } : {}) } } : {}),
+  });
+  const what = dd.created ? `Cluster ${dd.config.clusterId} initialized` : `Restarting node ${dd.config.nodeId} of cluster ${dd.config.clusterId}`;
+  await runManagerNode(dataDir, what, flags.detach ?? false);
+};
+
+/** Starts (or finds running) the manager node of an initialized data dir, after writing this machine's CLI context. */
+const runManagerNode = async (dataDir: string, what: string, detach: boolean): Promise<void> => {
+  const dd = readDataDir(dataDir);
+  if (!dd) throw new Error(`${dataDir} holds no manager node`);
   const host = connectAddress(dd.config.listenAddr);
   const tls = readNodeTls(dataDir);
-  const ctxPath = writeContext({ host, token: dd.credentials.adminToken, clusterId: dd.config.clusterId, ca: tls.ca });
-  const what = dd.created ? `Cluster ${dd.config.clusterId} initialized` : `Restarting node ${dd.config.nodeId} of cluster ${dd.config.clusterId}`;
+  const hosts = [host, ...(dd.config.managers ?? []).filter((m) => m !== host)];
+  const ctxPath = writeContext({ hosts, token: dd.credentials.adminToken, clusterId: dd.config.clusterId, ca: tls.ca });
   const pid = runningPid(dataDir);
   if (pid !== undefined) {
     process.stdout.write(`A Shoal daemon (pid ${pid}) already runs on ${dataDir}; CLI context written to ${ctxPath}.\n`);
     return;
   }
-  if (!flags.detach) {
+  if (!detach) {
     process.stdout.write(`${what}.\n`);
     await runForeground(dataDir, (address) =>
       process.stdout.write(`Manager listening on ${address}; node ${dd.config.nodeId} ready (runtime ${dd.config.runtime}). CLI context: ${ctxPath}. Ctrl-C stops.\n`),
@@ -94,7 +139,8 @@ const init = async (flags: InitFlags): Promise<void> => {
     return;
   }
   const paths = dataPaths(dataDir);
-  await spawnDetached(dataDir, (child) => waitReady(new ShoalClient({ host, token: dd.credentials.adminToken, ca: tls.ca }), dd.config.nodeId, child, paths.log));
+  // Ask this node's own manager (not another one of the context) whether the node is ready.
+  await spawnDetached(dataDir, (child) => waitReady(new ShoalClient({ hosts: [host], token: dd.credentials.adminToken, ca: tls.ca }), dd.config.nodeId, child, paths.log));
   process.stdout.write(`${what}.\nNode ${dd.config.nodeId} ready; manager at ${host} (runtime ${dd.config.runtime}, log ${paths.log}).\nCLI context: ${ctxPath}\n`);
 };
 
@@ -117,7 +163,7 @@ const failedStart = (logPath: string): Error => {
   return new Error(`the Shoal daemon exited during start-up; the end of ${logPath}:\n${tail}`);
 };
 
-interface JoinFlags {
+interface JoinFlags extends StoreFlags {
   token?: string;
   dataDir?: string;
   listenAddr?: string;
@@ -129,40 +175,57 @@ interface JoinFlags {
 const joinCommand = async (managerAddr: string | undefined, flags: JoinFlags): Promise<void> => {
   const dataDir = dataDirOf(flags.dataDir);
   const existing = readNodeConfig(dataDir);
-  if (existing && existing.role !== 'worker') throw new Error(`${dataDir} holds a manager node; use another --data-dir to join a cluster`);
-  if (!existing) {
-    if (!flags.token) throw new Error('--token is required to join (get one with "shoal join-token worker" on a manager)');
-    if (!managerAddr) throw new Error('the manager address is required: shoal join --token TOKEN HOST:PORT');
-    parseListenAddr(managerAddr, 'manager address');
-    if (flags.advertiseAddr) parseListenAddr(flags.advertiseAddr, 'advertise-addr');
-    if (flags.listenAddr) parseListenAddr(flags.listenAddr, 'listen-addr');
-    const runtime = parseRuntime(flags.runtime) ?? 'docker';
-    const joined = await joinCluster(managerAddr, flags.token);
-    writeWorkerDataDir(dataDir, {
-      // A worker listens on nothing yet: its address is what it was told to be known by, else the manager records
-      // the address its session comes from.
-      config: {
-        clusterId: joined.clusterId,
-        nodeId: joined.nodeId,
-        listenAddr: flags.listenAddr ?? '',
-        runtime,
-        role: 'worker',
-        managerAddr,
-        ...(flags.advertiseAddr ? { advertiseAddr: flags.advertiseAddr } : {}),
-      },
-      tls: { ca: joined.ca, cert: joined.cert, key: joined.key },
-    });
-    process.stdout.write(`This node joined cluster ${joined.clusterId} as worker ${joined.nodeId}.\n`);
-  } else {
+  if (existing && existing.role !== 'worker') {
+    // A manager that joined restarts like any manager.
+    if (!flags.token) return runManagerNode(dataDir, `Restarting manager ${existing.nodeId} of cluster ${existing.clusterId}`, flags.detach ?? false);
+    throw new Error(`${dataDir} holds a manager node; use another --data-dir to join a cluster`);
+  }
+  if (existing) {
     // A node restarted with its data dir rejoins with its certificate: no token needed.
     process.stdout.write(`Restarting worker ${existing.nodeId} of cluster ${existing.clusterId}.\n`);
+    return runWorkerNode(dataDir, flags.detach ?? false);
   }
+  if (!flags.token) throw new Error('--token is required to join (get one with "shoal join-token worker" on a manager)');
+  if (!managerAddr) throw new Error('the manager address is required: shoal join --token TOKEN HOST:PORT');
+  parseHostPort(managerAddr, 'manager address');
+  if (flags.advertiseAddr) parseHostPort(flags.advertiseAddr, 'advertise-addr');
+  if (flags.listenAddr) parseHostPort(flags.listenAddr, 'listen-addr');
+  if (flags.store) parseStoreUrl(flags.store);
+  const storeTls = storeTlsOf(flags);
+  const runtime = parseRuntime(flags.runtime) ?? 'docker';
+  // Whether this node becomes a manager is the token's to say: be ready for it. The admin token for this machine's
+  // CLI is made here and only its digest is sent; it is kept only if the node does become a manager.
+  const adminToken = newSecret();
+  const listenAddr = flags.listenAddr ?? DEFAULT_LISTEN_ADDR;
+  const joined = await joinCluster(managerAddr, flags.token, { adminTokenDigest: secretDigest(adminToken), address: flags.advertiseAddr ?? connectAddress(listenAddr) });
+  const managers = joined.managers.length > 0 ? joined.managers : [managerAddr];
+  const tls = { ca: joined.ca, cert: joined.cert, key: joined.key };
+  const base = { clusterId: joined.clusterId, nodeId: joined.nodeId, runtime, managers, ...(flags.advertiseAddr ? { advertiseAddr: flags.advertiseAddr } : {}) };
+  if (joined.role === 'manager') {
+    const store = flags.store ?? joined.store;
+    if (!joined.caKey || !store) throw new Error('the manager accepted this node as a manager but sent no CA key or store address; is it an older version?');
+    writeJoinedDataDir(dataDir, {
+      config: { ...base, role: 'manager', listenAddr, store, ...(storeTls ? { storeTls: true } : {}) },
+      tls,
+      manager: { caKey: joined.caKey, credentials: { adminToken }, ...(storeTls ? { storeTls } : {}) },
+    });
+    return runManagerNode(dataDir, `This node joined cluster ${joined.clusterId} as manager ${joined.nodeId}`, flags.detach ?? false);
+  }
+  // A worker listens on nothing yet: its address is what it was told to be known by, else the manager records the
+  // address its session comes from.
+  writeJoinedDataDir(dataDir, { config: { ...base, role: 'worker', listenAddr: flags.listenAddr ?? '' }, tls });
+  process.stdout.write(`This node joined cluster ${joined.clusterId} as worker ${joined.nodeId}.\n`);
+  return runWorkerNode(dataDir, flags.detach ?? false);
+};
+
+/** Starts (or finds running) the worker of a joined data dir. */
+const runWorkerNode = async (dataDir: string, detach: boolean): Promise<void> => {
   const pid = runningPid(dataDir);
   if (pid !== undefined) {
     process.stdout.write(`A Shoal daemon (pid ${pid}) already runs on ${dataDir}.\n`);
     return;
   }
-  if (!flags.detach) {
+  if (!detach) {
     await runForeground(dataDir, (addr) => process.stdout.write(`Worker running, connected to ${addr}. Ctrl-C stops.\n`));
     return;
   }
@@ -201,18 +264,26 @@ export const registerClusterCommands = (program: Command): void => {
     .option('--listen-addr <host:port>', 'address of the manager API and sessions (default 127.0.0.1:7420)')
     .option('--advertise-addr <host:port>', 'address other nodes and node ls know this node by (default: the listen address)')
     .option('--runtime <name>', 'how tasks run: docker or exec (default docker)')
+    .option('--store <url>', 'where managers keep the cluster state: etcd://HOST:PORT[,HOST:PORT…] (etcds:// for TLS) for a cluster of several managers (default: an embedded SQLite file in the data dir)')
+    .option('--store-ca <file>', 'CA certificate (PEM) of the etcd servers, for etcds://')
+    .option('--store-cert <file>', 'client certificate (PEM) for etcd, when it asks for one')
+    .option('--store-key <file>', 'key (PEM) of --store-cert')
     .option('-d, --detach', 'run in the background and return once ready (logs to DATA_DIR/shoal.log)')
     .action((flags: InitFlags) => init(flags));
 
   program
     .command('join')
-    .description('join a cluster as a worker (or restart a worker of an existing data dir, without a token)')
+    .description('join a cluster as a worker or, with a manager token, as a manager (or restart the node of an existing data dir, without a token)')
     .argument('[manager]', 'HOST:PORT of a manager')
-    .option('--token <token>', 'join token (shoal join-token worker, on a manager)')
+    .option('--token <token>', 'join token (shoal join-token worker|manager, on a manager)')
     .option('--data-dir <dir>', 'where the node keeps its state (default ~/.shoal)')
     .option('--listen-addr <host:port>', 'the address this node is started with, shown in node ls')
     .option('--advertise-addr <host:port>', 'the address this node is known by (default: the listen address, else where its session comes from)')
     .option('--runtime <name>', 'how tasks run: docker or exec (default docker)')
+    .option('--store <url>', 'managers: the store to use (default: the one the cluster uses)')
+    .option('--store-ca <file>', 'managers: CA certificate (PEM) of the etcd servers')
+    .option('--store-cert <file>', 'managers: client certificate (PEM) for etcd')
+    .option('--store-key <file>', 'managers: key (PEM) of --store-cert')
     .option('-d, --detach', 'run in the background and return once connected')
     .action((manager: string | undefined, flags: JoinFlags) => joinCommand(manager, flags));
 
@@ -228,7 +299,7 @@ export const registerClusterCommands = (program: Command): void => {
       const tokens = flags.rotate ? await client.rotateJoinToken(role) : await client.joinTokens();
       const token = tokens[role];
       if (flags.quiet) return void process.stdout.write(`${token}\n`);
-      const host = cmd.optsWithGlobals<{ host?: string }>().host ?? process.env.SHOAL_HOST ?? readContext()?.host ?? 'MANAGER:PORT';
+      const host = cmd.optsWithGlobals<{ host?: string }>().host ?? process.env.SHOAL_HOST ?? readContext()?.hosts[0] ?? 'MANAGER:PORT';
       process.stdout.write(`To add a ${role} to this cluster, run on it:\n\n    shoal join --token ${token} ${host}\n\n`);
     });
 

@@ -195,6 +195,25 @@ export const registerClusterSettingsCommands = (program: Command): void => {
     .description('show the cluster settings as JSON')
     .action(async (_flags: unknown, cmd: Command) => printJson(await clientOf(cmd).inspectCluster()));
   cluster
+    .command('status')
+    .description('who leads, the managers, and the health of the store and its members')
+    .option('--format <format>', 'table or json')
+    .action(async (flags: { format?: string }, cmd: Command) => {
+      const format = parseFormat(flags.format);
+      const st = await clientOf(cmd).clusterStatus();
+      if (format === 'json') return printJson(st);
+      process.stdout.write(`Leader: ${st.leader ? `${shortId(st.leader.nodeId)} at ${st.leader.address}` : 'none (an election is under way, or no manager can reach the store)'}\n\nManagers:\n`);
+      printTable(
+        ['ID', 'HOSTNAME', 'ADDRESS', 'STATUS', 'LEADER'],
+        st.managers.map((m) => [shortId(m.nodeId), m.hostname, m.address, m.status, m.leader ? 'yes' : '']),
+      );
+      process.stdout.write(`\nStore (${st.store.backend}):\n`);
+      printTable(
+        ['MEMBER', 'ENDPOINT', 'HEALTH', 'LEADER', 'ERROR'],
+        st.store.members.map((m) => [m.name, m.endpoint, m.healthy ? 'healthy' : 'unhealthy', m.leader ? 'yes' : '', m.error ?? '']),
+      );
+    });
+  cluster
     .command('update')
     .description('change cluster settings')
     .option('--heartbeat-period <duration>', 'how often agents heartbeat (a node is down after 3 missed periods)')
@@ -221,9 +240,10 @@ export const registerNodeCommands = (program: Command): void => {
       const client = clientOf(cmd);
       const [rows, info] = await Promise.all([client.listNodes(), client.info()]);
       if (format === 'json') return printJson(rows);
+      const managerStatus = { leader: 'Leader', reachable: 'Reachable', unreachable: 'Unreachable' } as const;
       printTable(
-        ['ID', 'HOSTNAME', 'STATUS', 'AVAILABILITY', 'ROLE', 'ADDRESS'],
-        rows.map((n) => [`${shortId(n.id)}${n.id === info.nodeId ? ' *' : ''}`, n.hostname, n.status, n.availability, n.role, n.address]),
+        ['ID', 'HOSTNAME', 'STATUS', 'AVAILABILITY', 'MANAGER STATUS', 'ADDRESS'],
+        rows.map((n) => [`${shortId(n.id)}${n.id === info.nodeId ? ' *' : ''}`, n.hostname, n.status, n.availability, n.managerStatus ? managerStatus[n.managerStatus] : '', n.address]),
       );
     });
   node
