@@ -133,7 +133,8 @@ describe('API', () => {
     const nodes = await node.client.listNodes();
     assert.equal(nodes.length, 1);
     const [n] = nodes;
-    assert.deepEqual(Object.keys(n ?? {}).sort(), ['address', 'availability', 'hostname', 'id', 'role', 'status']);
+    assert.deepEqual(Object.keys(n ?? {}).sort(), ['address', 'availability', 'hostname', 'id', 'managerStatus', 'role', 'status']);
+    assert.equal(n?.managerStatus, 'leader', 'the one manager leads');
     assert.equal(n?.id, node.nodeId);
     assert.equal(n?.role, 'manager');
     assert.equal(n?.status, 'ready');

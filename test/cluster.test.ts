@@ -71,6 +71,20 @@ describe('a cluster of a manager and a worker', () => {
     assert.match(JSON.stringify(r.json), /worker certificate grants only the node session protocol/);
   });
 
+  it('refuses a manager token, a promotion and the demotion of the last manager on the embedded store', () => {
+    const asManager = run('join', '--token', ok('join-token', 'manager', '-q').trim(), '--data-dir', join(dir, 'm2'), managerAddr);
+    assert.notEqual(asManager.code, 0);
+    assert.match(asManager.stderr, /needs a shared store/);
+    const promote = run('node', 'promote', ids.worker);
+    assert.notEqual(promote.code, 0);
+    assert.match(promote.stderr, /cannot promote node .*embedded SQLite store/);
+    const demote = run('node', 'demote', ids.manager);
+    assert.notEqual(demote.code, 0);
+    assert.match(demote.stderr, /cannot demote node .*the last manager/);
+    const roles = json<{ id: string; role: string }[]>('node', 'ls', '--format', 'json').map((n) => [n.id, n.role]);
+    assert.deepEqual(roles.sort(), [[ids.manager, 'manager'], [ids.worker, 'worker']].sort(), 'no role changed');
+  });
+
   it('spreads replicas over both nodes', async () => {
     const r = run('service', 'create', '--name', 'web', '--replicas', '4', TEST_IMAGE, 'sleep', '3600');
     assert.equal(r.code, 0, r.stderr);

@@ -4,7 +4,7 @@
 // writers race a leader kill: every acknowledged write is there, none applied twice.
 
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ShoalClient, ApiError } from '../src/cli/client.js';
@@ -44,7 +44,7 @@ describe('managers on etcd: leader election, failover, no lost state', () => {
   });
 
   after(async () => {
-    for (const d of [...MANAGERS, 'w1']) run('stop', '--data-dir', join(dir, d));
+    for (const d of [...MANAGERS, 'w1', 'w2']) run('stop', '--data-dir', join(dir, d));
     if (dir) killExecTasks(dir);
     await etcd?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -182,5 +182,38 @@ describe('managers on etcd: leader election, failover, no lost state', () => {
     assert.ok(applied <= acked.length + unknown, `only acknowledged or unknown-outcome writes applied (${applied} applied, ${acked.length} acked, ${unknown} unknown)`);
     ok('join', '--data-dir', join(dir, leader), '--detach');
     killed.delete(leader);
+  });
+
+  it('promotes a worker to manager and demotes it back', async () => {
+    // A worker that joined without an address has none to serve the API on.
+    const noAddress = run('node', 'promote', config('w1').nodeId);
+    assert.notEqual(noAddress.code, 0);
+    assert.match(noAddress.stderr, /no HOST:PORT address to serve on/);
+    addr.w2 = `127.0.0.1:${await freePort()}`;
+    ok('join', '--token', ok('join-token', 'worker', '-q').trim(), '--data-dir', join(dir, 'w2'), '--listen-addr', addr.w2, '--runtime', 'exec', '--detach', addr.m1 ?? '');
+    const w2 = config('w2').nodeId;
+    type Row = { id: string; role: string; status: string; managerStatus?: string };
+    const row = (): Row | undefined => json<Row[]>('node', 'ls', '--format', 'json').find((n) => n.id === w2);
+    await eventually('w2 ready', () => row()?.status === 'ready');
+    assert.match(ok('node', 'promote', w2), /is now a manager/);
+    await eventually('w2 a reachable manager', () => {
+      const r = row();
+      return r?.role === 'manager' && r.status === 'ready' && (r.managerStatus === 'reachable' || r.managerStatus === 'leader');
+    }, 30_000);
+    assert.ok(existsSync(join(dir, 'w2', 'ca-key.pem')), 'the promoted node holds the CA key');
+    const token = (JSON.parse(readFileSync(join(dir, 'w2', 'credentials.json'), 'utf8')) as { adminToken: string }).adminToken;
+    const ca = readFileSync(join(dir, 'w2', 'ca.pem'), 'utf8');
+    const own = new ShoalClient({ hosts: [addr.w2], token, ca });
+    assert.equal((await own.info()).nodeId, w2, 'it serves the API with the admin token it made');
+    own.close();
+    assert.match(ok('node', 'demote', w2), /is now a worker/);
+    await eventually('w2 a worker again', () => {
+      const r = row();
+      return r?.role === 'worker' && r.status === 'ready' && r.managerStatus === undefined && !existsSync(join(dir, 'w2', 'ca-key.pem'));
+    }, 30_000);
+    // Its admin token is revoked: refused by every manager.
+    const revoked = new ShoalClient({ hosts: [addr.m1 ?? ''], token, ca });
+    await assert.rejects(revoked.info(), (e: ApiError) => e.status === 401);
+    revoked.close();
   });
 });

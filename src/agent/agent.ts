@@ -6,7 +6,7 @@
 
 import { hostname } from 'node:os';
 import WebSocket from 'ws';
-import type { NodeDescription } from '../core/index.js';
+import type { NodeDescription, NodeRole } from '../core/index.js';
 import { sleep } from '../lib/abort.js';
 import { rawText } from '../lib/ws-text.js';
 import type { Logger } from '../lib/logger.js';
@@ -31,6 +31,10 @@ export interface AgentOptions {
   managers: string[];
   /** Called with the new list (the manager in use first) when a welcome brings a different one, to persist it. */
   onManagers?: (managers: string[]) => void;
+  /** The role this node runs in now. */
+  role: NodeRole;
+  /** Called when a welcome gives the node another role (promoted, demoted): the owner restarts the node in it. */
+  onRole?: (role: NodeRole) => void;
   /** TLS material, PEM: the cluster CA (the only issuer of a manager the agent trusts), and this node's certificate
    * and key, which is how the node proves who it is (mutual TLS). */
   tls: { ca: string; cert: string; key: string };
@@ -48,6 +52,8 @@ export class Agent {
   private readonly outbox = new Map<string, TaskStatusUpdate>();
   private flushScheduled = false;
   private readonly rounds: ManagerRounds;
+  /** Told once of a new role: the owner restarts the node, this agent with it. */
+  private roleChanged = false;
   /** Failure reasons logged since the last session, so each is logged once however often it repeats. */
   private readonly reported = new Set<string>();
   private readonly logStreams = new Map<string, AbortController>();
@@ -157,6 +163,11 @@ export class Agent {
             this.connectedOnce();
             this.reported.clear();
             this.adoptManagers(m.managers, address);
+            if (m.role !== this.opts.role && !this.roleChanged) {
+              this.roleChanged = true;
+              this.opts.logger.info(`this node is now a ${m.role}`);
+              this.opts.onRole?.(m.role);
+            }
             break;
           case 'assignments':
             this.runner.setAssignments(m.tasks);

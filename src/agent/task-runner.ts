@@ -30,6 +30,8 @@ export class TaskRunner {
   private readonly containers = new Map<string, string>();
   /** The furthest state known for each task (reported by us or recorded by the manager). */
   private readonly known = new Map<string, TaskState>();
+  /** The last report sent for each task, to say again if the manager lost it. */
+  private readonly lastReports = new Map<string, TaskStatusUpdate>();
   private readonly chains = new Map<string, Promise<void>>();
   private haveAssignments = false;
 
@@ -54,6 +56,11 @@ export class TaskRunner {
       ids.add(t.id);
       const prev = this.assigned.get(t.id);
       this.assigned.set(t.id, t);
+      // The manager is behind what this node reported: the report was lost (e.g. the leader that got it was deposed
+      // before writing it). Say it again; applying it twice is harmless (reports only move a task forward).
+      const known = this.known.get(t.id);
+      const last = this.lastReports.get(t.id);
+      if (known !== undefined && last !== undefined && stateRank(t.state) < stateRank(known)) this.opts.report(last);
       this.bump(t.id, t.state);
       // Only what changed needs work: every runtime call is paid for by the Engine, which serializes them.
       // Tasks whose containers change on their own are caught by runtime events and by resync().
@@ -111,12 +118,17 @@ export class TaskRunner {
 
   /** Tells the manager a finished task's container is gone (no state change: terminal states are final). */
   private reportRemoved(taskId: string, state: TaskState): void {
-    this.opts.report({ taskId, state, message: 'container removed', error: '', containerId: '', removed: true, timestamp: new Date().toISOString() });
+    this.send({ taskId, state, message: 'container removed', error: '', containerId: '', removed: true, timestamp: new Date().toISOString() });
+  }
+
+  private send(u: TaskStatusUpdate): void {
+    this.lastReports.set(u.taskId, u);
+    this.opts.report(u);
   }
 
   private report(taskId: string, state: TaskState, detail: { message?: string; error?: string; exitCode?: number; removed?: boolean } = {}): void {
     if (!this.bump(taskId, state)) return;
-    this.opts.report({
+    this.send({
       taskId,
       state,
       message: detail.message ?? state,
@@ -146,6 +158,7 @@ export class TaskRunner {
     await this.opts.runtime.remove(cid);
     this.containers.delete(taskId);
     this.known.delete(taskId);
+    this.lastReports.delete(taskId);
   }
 
   private async halt(t: AssignedTask): Promise<void> {

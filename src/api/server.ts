@@ -22,6 +22,7 @@ import {
   scaleRequestSchema,
   serviceSpecSchema,
   type ClusterStatusResponse,
+  type RenewResponse,
   type InfoResponse,
   type LogEntry,
   LEADER_HEADER,
@@ -353,11 +354,40 @@ export class Api {
       const n = this.node(c.params.ref);
       const labels = { ...n.spec.labels, ...u.labelAdd };
       for (const k of u.labelRm) delete labels[k];
-      const next: Node = { ...n, spec: { ...n.spec, labels, ...(u.availability ? { availability: u.availability } : {}) } };
-      return (await this.commit([{ op: 'update', object: next }], c.signal))[0] as Node;
+      const next: Node = { ...n, spec: { ...n.spec, labels, ...(u.availability ? { availability: u.availability } : {}), ...(u.role ? { role: u.role } : {}) } };
+      const ops: Op[] = [{ op: 'update', object: next }];
+      if (u.role && u.role !== n.spec.role) ops.push(...this.roleChange(n, u.role));
+      return (await this.commit(ops, c.signal))[0] as Node;
     });
-    this.deps.logger.info('node updated', { nodeId: updated.id, availability: updated.spec.availability });
+    this.deps.logger.info('node updated', { nodeId: updated.id, availability: updated.spec.availability, role: updated.spec.role });
     sendJson(c.res, 200, updated);
+  }
+
+  /**
+   * Checks a promotion or demotion and returns the writes that go with it. Promoting needs a shared store (managers
+   * share it); demoting must leave a manager, and revokes the admin tokens the node made as a manager. The node takes
+   * up its new role itself when its session tells it (see the dispatcher's welcome).
+   */
+  private roleChange(n: Node, role: 'manager' | 'worker'): Op[] {
+    if (role === 'manager') {
+      if (this.deps.storeUrl === undefined) throw new ShoalError('failed_precondition', `cannot promote node ${n.id}: managers share a store, and this cluster runs the embedded SQLite store (start the first manager with --store etcd://…)`);
+      if (parseAddress(n.description.address) === undefined) throw new ShoalError('failed_precondition', `cannot promote node ${n.id}: it has no HOST:PORT address to serve on (restart it with --listen-addr or --advertise-addr)`);
+      return [];
+    }
+    const removed = new Set(this.cluster().auth.removedNodeIds);
+    const others = this.deps.cache.list('node').filter((m) => m.spec.role === 'manager' && m.id !== n.id && !removed.has(m.id));
+    if (others.length === 0) throw new ShoalError('failed_precondition', `cannot demote node ${n.id}: it is the last manager`);
+    return this.revokeAdminTokens(n.id);
+  }
+
+  /** The cluster update that revokes the admin tokens a manager node made (none: no write). */
+  private revokeAdminTokens(nodeId: string): Op[] {
+    const cl = this.cluster();
+    const owners = cl.auth.adminTokenOwners ?? {};
+    const owned = new Set(Object.keys(owners).filter((d) => owners[d] === nodeId));
+    if (owned.size === 0) return [];
+    const adminTokenOwners = Object.fromEntries(Object.entries(owners).filter(([d]) => !owned.has(d)));
+    return [{ op: 'update', object: { ...cl, auth: { ...cl.auth, adminTokenDigests: cl.auth.adminTokenDigests.filter((d) => !owned.has(d)), adminTokenOwners } } }];
   }
 
   /** Removes a node: its object goes, its id is remembered so its certificate is refused, its tasks move elsewhere. */
@@ -369,7 +399,9 @@ export class Api {
       if (n.status.state === 'ready' && !force) {
         throw new ShoalError('failed_precondition', `node ${n.id} (${n.description.hostname}) is ready; drain it and stop it first, or remove it with --force`);
       }
-      const cl = this.cluster();
+      if (n.spec.role === 'manager') this.roleChange(n, 'worker');
+      // The node's id is refused from now on, and any admin token it made as a manager is revoked.
+      const cl = (this.revokeAdminTokens(n.id)[0] as { object: Cluster } | undefined)?.object ?? this.cluster();
       const auth = { ...cl.auth, removedNodeIds: [...new Set([...(cl.auth.removedNodeIds ?? []), n.id])] };
       await this.commit([{ op: 'delete', kind: 'node', id: n.id, version: n.meta.version }, { op: 'update', object: { ...cl, auth } }], c.signal);
       return n;
@@ -451,26 +483,39 @@ export class Api {
       managers: this.deps.managers.addresses(),
       // A manager signs certificates and reads the store like every other manager; the connection is pinned to the
       // CA the token names, and only a manager token gets this far.
-      ...(role === 'manager' ? { caKey: this.deps.ca.keyPem, ...(this.deps.storeUrl === undefined ? {} : { store: this.deps.storeUrl }) } : {}),
+      ...(role === 'manager' ? this.managerShare() : {}),
     };
     sendJson(c.res, 200, body);
   }
 
-  /** Records a joining manager before it starts: its node (so every agent learns its address) and its admin token. */
+  /**
+   * Records a manager before it starts (joined with a manager token, or promoted): its node, with the address every
+   * agent will learn, and its admin token (by digest, with its owner, so demoting or removing the node revokes it).
+   */
   private async admitManager(nodeId: string, m: { adminTokenDigest: string; address: string }, signal: AbortSignal): Promise<void> {
     await this.retryOnConflict(async () => {
       const cl = this.cluster();
       const iso = isoNow(this.deps.clock);
-      const node: Node = {
-        kind: 'node',
-        id: nodeId,
-        meta: { version: 0, createdAt: iso, updatedAt: iso },
-        spec: { role: 'manager', availability: 'active', labels: {} },
-        description: { hostname: '', address: m.address, runtime: '', resources: { nanoCpus: 0, memoryBytes: 0 }, engineLabels: {} },
-        status: { state: 'unknown', message: 'joined; not started yet' },
+      const existing = this.deps.cache.get('node', nodeId);
+      const op: Op = existing
+        ? { op: 'update', object: { ...existing, spec: { ...existing.spec, role: 'manager' }, description: { ...existing.description, address: m.address } } }
+        : {
+            op: 'create',
+            object: {
+              kind: 'node',
+              id: nodeId,
+              meta: { version: 0, createdAt: iso, updatedAt: iso },
+              spec: { role: 'manager', availability: 'active', labels: {} },
+              description: { hostname: '', address: m.address, runtime: '', resources: { nanoCpus: 0, memoryBytes: 0 }, engineLabels: {} },
+              status: { state: 'unknown', message: 'joined; not started yet' },
+            },
+          };
+      const auth = {
+        ...cl.auth,
+        adminTokenDigests: [...cl.auth.adminTokenDigests, m.adminTokenDigest],
+        adminTokenOwners: { ...cl.auth.adminTokenOwners, [m.adminTokenDigest]: nodeId },
       };
-      const auth = { ...cl.auth, adminTokenDigests: [...cl.auth.adminTokenDigests, m.adminTokenDigest] };
-      return this.commit([{ op: 'create', object: node }, { op: 'update', object: { ...cl, auth } }], signal);
+      return this.commit([op, { op: 'update', object: { ...cl, auth } }], signal);
     });
   }
 
@@ -500,8 +545,9 @@ export class Api {
   }
 
   /**
-   * Renews the certificate of the node presenting a valid one on this TLS connection (same id, same role). An
-   * expired or removed node cannot renew: it must join again.
+   * Renews the certificate of the node presenting a valid one on this TLS connection: same id, in the role the
+   * cluster gives the node now. A promoted worker takes up its manager role here: it sends what a joining manager
+   * sends and gets what managers share. An expired or removed node cannot renew: it must join again.
    */
   private async renew(c: RequestContext): Promise<void> {
     const parsed = renewRequestSchema.safeParse(await readJson(c.req));
@@ -511,9 +557,22 @@ export class Api {
     const identity = verifyNodeCertificate(peer.raw, { ca: this.deps.ca.certPem, now: new Date(this.deps.clock.now()) });
     const cluster = this.cluster();
     if (cluster.auth.removedNodeIds.includes(identity.nodeId)) throw new ShoalError('unauthenticated', `node ${identity.nodeId} was removed from the cluster`);
-    const cert = await signNodeCsr({ ca: this.deps.ca, csrPem: parsed.data.csr, nodeId: identity.nodeId, role: identity.role, clusterId: cluster.id, now: new Date(this.deps.clock.now()), ...certLifetime(cluster) });
-    this.deps.logger.info('node certificate renewed', { nodeId: identity.nodeId });
-    sendJson(c.res, 200, { cert });
+    const role = this.deps.cache.get('node', identity.nodeId)?.spec.role ?? identity.role;
+    const promoted = role === 'manager' && identity.role === 'worker';
+    if (promoted) {
+      if (!parsed.data.manager) throw invalid('manager', `node ${identity.nodeId} was promoted: renewing must send its admin token digest and address`);
+      parseHostPort(parsed.data.manager.address, 'manager.address');
+    }
+    const cert = await signNodeCsr({ ca: this.deps.ca, csrPem: parsed.data.csr, nodeId: identity.nodeId, role, clusterId: cluster.id, now: new Date(this.deps.clock.now()), ...certLifetime(cluster) });
+    if (promoted && parsed.data.manager) await this.admitManager(identity.nodeId, parsed.data.manager, c.signal);
+    this.deps.logger.info('node certificate renewed', { nodeId: identity.nodeId, role });
+    const body: RenewResponse = { cert, role, managers: this.deps.managers.addresses(), ...(promoted ? this.managerShare() : {}) };
+    sendJson(c.res, 200, body);
+  }
+
+  /** What every manager holds: the CA key (managers sign certificates) and the shared store's address. */
+  private managerShare(): { caKey: string; store?: string } {
+    return { caKey: this.deps.ca.keyPem, ...(this.deps.storeUrl === undefined ? {} : { store: this.deps.storeUrl }) };
   }
 
   // ------------------------------------------------------------ writes
@@ -536,6 +595,15 @@ export class Api {
     }
   }
 }
+
+/** HOST:PORT parsed, or undefined when `text` is not one. */
+const parseAddress = (text: string): { host: string; port: number } | undefined => {
+  try {
+    return parseHostPort(text);
+  } catch {
+    return undefined;
+  }
+};
 
 const certLifetime = (cluster: Cluster): { validityMs?: number } =>
   cluster.spec.nodeCertExpiryMs === undefined ? {} : { validityMs: cluster.spec.nodeCertExpiryMs };

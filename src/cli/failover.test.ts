@@ -90,7 +90,7 @@ class FakeManager {
           const m = JSON.parse(rawText(data)) as { type: string; nodeId?: string };
           if (m.type !== 'hello') return;
           this.hellos.push(performance.now());
-          ws.send(JSON.stringify({ type: 'welcome', nodeId: m.nodeId, heartbeatPeriodMs: 60_000, managers: this.managers ?? [] }));
+          ws.send(JSON.stringify({ type: 'welcome', nodeId: m.nodeId, heartbeatPeriodMs: 60_000, managers: this.managers ?? [], role: 'worker' }));
         });
       });
     });
@@ -257,7 +257,7 @@ describe('failover between managers', () => {
       const dir = mkdtempSync(join(tmpdir(), 'shoal-agent-failover-'));
       const runtime = new ExecRuntime({ dir });
       const ctl = new AbortController();
-      const agent = new Agent({ nodeId: 'worker-1', managers, onManagers, tls: { ca: ca.certPem, ...workerTls }, address: '127.0.0.1:0', runtime, logger: silentLogger });
+      const agent = new Agent({ nodeId: 'worker-1', managers, onManagers, tls: { ca: ca.certPem, ...workerTls }, address: '127.0.0.1:0', role: 'worker', runtime, logger: silentLogger });
       const run = agent.run(ctl.signal);
       try {
         await body(agent);

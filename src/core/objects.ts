@@ -37,8 +37,10 @@ export interface ClusterSpec {
 /** Credentials of the cluster, stored only as SHA-256 digests (hex) of the secrets. Nodes prove who they are with
  * certificates issued by the cluster CA, not with a shared secret. */
 export interface ClusterAuth {
-  /** Digests of admin API tokens (the credential `shoal init` writes to the CLI context). */
+  /** Digests of admin API tokens (the credential `shoal init` and a manager's join write to its CLI context). */
   adminTokenDigests: string[];
+  /** Which manager node made each admin token (digest → node id): demoting or removing it revokes its token. */
+  adminTokenOwners?: Record<string, string>;
   /** The secrets of the current join tokens, per role (`shoal join-token` shows them; rotating replaces them). */
   joinSecrets: { worker: string; manager: string };
   /** Nodes removed from the cluster: their certificates are refused from then on. */

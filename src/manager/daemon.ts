@@ -3,12 +3,16 @@
 
 import { readFileSync, rmSync } from 'node:fs';
 import { Agent } from '../agent/index.js';
-import { ShoalError } from '../core/index.js';
+import { ShoalError, type NodeRole } from '../core/index.js';
+import { sleep } from '../lib/abort.js';
+import { newSecret } from '../lib/ids.js';
+import { secretDigest } from '../lib/secrets.js';
+import { createNodeKeyAndCsr } from '../pki/index.js';
 import type { Logger } from '../lib/logger.js';
 import { createRuntime } from '../runtime/index.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { dataPaths, issueManagerCert, readDataDir, readNodeConfig, readNodeTls, writeFileAtomic, type NodeConfig } from './data-dir.js';
-import { renewThroughManager, runRenewer, type RenewerOptions } from './renewal.js';
+import { dataPaths, issueManagerCert, readDataDir, readNodeConfig, readNodeTls, writeFileAtomic, writeJoinedDataDir, type NodeConfig, type NodeTls } from './data-dir.js';
+import { renewThroughManager, renewThroughManagers, runRenewer, type RenewerOptions } from './renewal.js';
 import { startManager, type Manager } from './manager.js';
 
 const AGENT_CONNECT_TIMEOUT_MS = 30_000;
@@ -19,6 +23,8 @@ export interface DaemonOptions {
   /** Overrides the stored listen address (tests use 127.0.0.1:0). */
   listenAddr?: string;
   dockerSocket?: string;
+  /** Called when the cluster gives this node another role (see runNode, which restarts it in that role). */
+  onRole?: (role: NodeRole) => void;
 }
 
 export interface Daemon {
@@ -86,6 +92,8 @@ const startAgent = (
     },
     tls: readNodeTls(dataDir),
     address: where.address,
+    role: config.role ?? 'manager',
+    ...(opts.onRole ? { onRole: opts.onRole } : {}),
     runtime,
     logger: opts.logger.child({ component: 'agent' }),
   });
@@ -198,4 +206,98 @@ export const startWorker = (opts: DaemonOptions): Worker => {
     runtime,
     close: () => (closed ??= stopNode(opts.dataDir, { ctl, renewing, running, runtime })),
   };
+};
+
+export interface NodeHandle {
+  /** What runs now: a manager node (Daemon) or a worker. */
+  readonly current: Daemon | Worker;
+  close(): Promise<void>;
+}
+
+const ROLE_SWITCH_ATTEMPTS = 20;
+const ROLE_SWITCH_RETRY_MS = 1000;
+
+/**
+ * Runs the node of a data dir in its role (a manager node or a worker), and when the cluster promotes or demotes it,
+ * fetches a certificate for the new role (a promoted node also gets what managers share), stops, rewrites the data
+ * dir for the new role and starts again in it. Its containers keep running throughout, and are adopted.
+ */
+export const runNode = async (opts: DaemonOptions): Promise<NodeHandle> => {
+  let current: Daemon | Worker;
+  let switching: Promise<void> | undefined;
+  let closing = false;
+  const log = opts.logger.child({ component: 'node' });
+  const start = async (): Promise<void> => {
+    const o = { ...opts, onRole: (role: NodeRole) => void (switching ??= switchRole(role).finally(() => (switching = undefined))) };
+    current = readNodeConfig(opts.dataDir)?.role === 'worker' ? startWorker(o) : await startDaemon(o);
+  };
+  const switchRole = async (role: NodeRole): Promise<void> => {
+    for (let attempt = 1; !closing; attempt++) {
+      try {
+        const next = await fetchRole(opts.dataDir, role);
+        if (closing) return;
+        await current.close();
+        writeRole(opts.dataDir, next);
+        log.info(`restarting as a ${role}`);
+        await start();
+        return;
+      } catch (e) {
+        log.warn(`cannot take up the ${role} role`, { attempt, error: e instanceof Error ? e.message : String(e) });
+        if (attempt >= ROLE_SWITCH_ATTEMPTS) return;
+        await sleep(ROLE_SWITCH_RETRY_MS);
+      }
+    }
+  };
+  await start();
+  return {
+    get current() {
+      return current;
+    },
+    close: async () => {
+      closing = true;
+      await switching;
+      await current.close();
+    },
+  };
+};
+
+interface RoleMaterial {
+  config: NodeConfig;
+  tls: NodeTls;
+  /** Becoming a manager: the admin token made here, and what managers share. */
+  manager?: { adminToken: string; caKey: string };
+}
+
+/** Asks the managers for a certificate in the node's new role (and, for a manager, what managers share). */
+const fetchRole = async (dataDir: string, role: NodeRole): Promise<RoleMaterial> => {
+  const config = readNodeConfig(dataDir);
+  if (!config) throw new ShoalError('failed_precondition', `${dataDir} holds no Shoal node`);
+  const tls = readNodeTls(dataDir);
+  const { keyPem, csrPem } = await createNodeKeyAndCsr({ nodeId: config.nodeId });
+  // A promoted node serves on the address it is known by; a worker started without one cannot be promoted (the API
+  // refuses that before we get here).
+  const listenAddr = config.listenAddr || config.advertiseAddr || '';
+  const adminToken = newSecret();
+  const asManager = role === 'manager' ? { manager: { adminTokenDigest: secretDigest(adminToken), address: config.advertiseAddr ?? connectAddress(listenAddr) } } : {};
+  const r = await renewThroughManagers(config.managers ?? [], tls, { csr: csrPem, ...asManager });
+  if (r.role !== role) throw new ShoalError('failed_precondition', `the managers still give this node the ${r.role} role`);
+  const next: NodeConfig = { ...config, role, listenAddr, managers: r.managers.length > 0 ? r.managers : (config.managers ?? []) };
+  if (role === 'worker') {
+    delete next.store;
+    delete next.storeTls;
+    return { config: next, tls: { ca: tls.ca, cert: r.cert, key: keyPem } };
+  }
+  if (!r.caKey || !r.store) throw new ShoalError('failed_precondition', 'the managers promoted this node but sent no CA key or store address');
+  return { config: { ...next, store: r.store }, tls: { ca: tls.ca, cert: r.cert, key: keyPem }, manager: { adminToken, caKey: r.caKey } };
+};
+
+/** Rewrites the data dir for the node's new role: a worker keeps no CA key, admin token or store settings. */
+const writeRole = (dataDir: string, m: RoleMaterial): void => {
+  if (m.manager) {
+    writeJoinedDataDir(dataDir, { config: m.config, tls: m.tls, manager: { caKey: m.manager.caKey, credentials: { adminToken: m.manager.adminToken } } });
+    return;
+  }
+  const p = dataPaths(dataDir);
+  for (const f of [p.caKey, p.credentials, p.storeCa, p.storeCert, p.storeKey]) rmSync(f, { force: true });
+  writeJoinedDataDir(dataDir, { config: m.config, tls: m.tls });
 };

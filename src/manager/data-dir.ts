@@ -258,7 +258,12 @@ export const bootstrapStore = async (store: Store, dd: Omit<DataDir, 'created'>,
       id: dd.config.clusterId,
       meta,
       spec: { name: 'shoal', heartbeatPeriodMs: DEFAULT_HEARTBEAT_MS, taskHistoryLimit: 5 },
-      auth: { adminTokenDigests: [secretDigest(dd.credentials.adminToken)], joinSecrets: { worker: newJoinSecret(), manager: newJoinSecret() }, removedNodeIds: [] },
+      auth: {
+        adminTokenDigests: [secretDigest(dd.credentials.adminToken)],
+        adminTokenOwners: { [secretDigest(dd.credentials.adminToken)]: dd.config.nodeId },
+        joinSecrets: { worker: newJoinSecret(), manager: newJoinSecret() },
+        removedNodeIds: [],
+      },
     };
     ops.push({ op: 'create' as const, object: cluster });
   } else if (clusters[0]?.id !== dd.config.clusterId) {

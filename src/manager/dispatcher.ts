@@ -51,6 +51,8 @@ const CONFLICT_RETRIES = 8;
 
 interface Session {
   nodeId: string;
+  /** The role the node's certificate names. */
+  role: NodeRole;
   /** When the certificate the session was opened with expires: the session ends then (the node renews first). */
   notAfter: number;
   ws: WebSocket;
@@ -159,6 +161,11 @@ export class Dispatcher implements HeartbeatSource, LogSource {
       }
       if (rewelcome) for (const s of this.sessions.values()) this.welcome(s);
       for (const ev of events) {
+        // A promoted or demoted node hears of its new role in a fresh welcome, and takes it up.
+        if (!rewelcome && ev.object.kind === 'node' && ev.prev && (ev.prev as Node).spec.role !== ev.object.spec.role) {
+          const s = this.sessions.get(ev.object.id);
+          if (s) this.welcome(s);
+        }
         // A node removed while connected is told to run nothing (so no service runs more than it asked), then loses
         // its session (and cannot open another).
         if (ev.object.kind === 'cluster') {
@@ -257,7 +264,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
           ws.close(1008, `protocol ${m.protocol} not supported or node id mismatch`);
           return;
         }
-        const s: Session = { nodeId, notAfter: identity.notAfter.getTime(), ws, logs: new Map(), chain: Promise.resolve() };
+        const s: Session = { nodeId, role: identity.role, notAfter: identity.notAfter.getTime(), ws, logs: new Map(), chain: Promise.resolve() };
         session = s;
         // A node that names no address is known by the address its session comes from.
         const description = m.description.address === '' ? { ...m.description, address: remote.replace(/^::ffff:/, '') } : m.description;
@@ -350,7 +357,8 @@ export class Dispatcher implements HeartbeatSource, LogSource {
 
   private welcome(s: Session): void {
     const cluster = this.opts.cache.list('cluster')[0];
-    this.send(s, { type: 'welcome', nodeId: s.nodeId, heartbeatPeriodMs: cluster?.spec.heartbeatPeriodMs ?? 500, managers: this.opts.managers() });
+    const role = this.opts.cache.get('node', s.nodeId)?.spec.role ?? s.role;
+    this.send(s, { type: 'welcome', nodeId: s.nodeId, heartbeatPeriodMs: cluster?.spec.heartbeatPeriodMs ?? 500, managers: this.opts.managers(), role });
   }
 
   private send(s: Session, m: ManagerMessage): void {
@@ -379,8 +387,14 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     this.send(s, { type: 'assignments', tasks });
   }
 
-  /** Applies a node's status reports: forward moves of its own tasks only, in one transaction, retried on conflict. */
+  /** Applies a node's status reports in transactions the store accepts (one per report batch when it fits). */
   private async applyStatus(nodeId: string, updates: TaskStatusUpdate[]): Promise<void> {
+    const size = this.opts.store.maxOpsPerCommit;
+    for (let i = 0; i < updates.length; i += size) await this.applyStatusChunk(nodeId, updates.slice(i, i + size));
+  }
+
+  /** Forward moves of the node's own tasks only, in one transaction (at most one op per update), retried on conflict. */
+  private async applyStatusChunk(nodeId: string, updates: TaskStatusUpdate[]): Promise<void> {
     const { cache, store } = this.opts;
     for (let attempt = 0; ; attempt++) {
       const ops: Op[] = [];

@@ -6,7 +6,7 @@ import { sleep } from '../lib/abort.js';
 import { httpsJson } from '../lib/https-json.js';
 import type { Logger } from '../lib/logger.js';
 import { createNodeKeyAndCsr, parseNodeCertificate, renewalDue } from '../pki/index.js';
-import { API_PREFIX, MANAGER_TLS_NAME } from '../protocol/index.js';
+import { API_PREFIX, MANAGER_TLS_NAME, type RenewRequest, type RenewResponse } from '../protocol/index.js';
 import { dataPaths, writeFileAtomic, type NodeTls } from './data-dir.js';
 
 export interface RenewerOptions {
@@ -47,22 +47,29 @@ export const runRenewer = async (opts: RenewerOptions, signal: AbortSignal): Pro
   }
 };
 
-/** A worker renews through a manager (the first of them that answers), authenticated by its current certificate. */
+/**
+ * Asks the managers, in order, for a certificate for `csrPem` in the node's current role, authenticated by the node's
+ * current certificate (mutual TLS). A promoted worker also sends `manager` (its admin token digest and address).
+ */
+export const renewThroughManagers = async (managers: string[], tls: NodeTls, body: RenewRequest): Promise<RenewResponse> => {
+  const { ca, cert, key } = tls;
+  const failures: string[] = [];
+  for (const addr of managers) {
+    let r: { status: number; body: unknown };
+    try {
+      r = await httpsJson(addr, `${API_PREFIX}/renew`, { servername: MANAGER_TLS_NAME, ca, cert, key, body, timeoutMs: 5000 });
+    } catch (e) {
+      failures.push(`${addr}: ${(e as Error).message}`);
+      continue;
+    }
+    if (r.status !== 200) throw new Error(`the manager at ${addr} refused to renew (HTTP ${r.status}): ${JSON.stringify(r.body).slice(0, 300)}`);
+    return r.body as RenewResponse;
+  }
+  throw new Error(`no manager answered the renewal (${failures.join('; ') || 'no manager known'})`);
+};
+
+/** A worker renews through the managers it knows. */
 export const renewThroughManager =
   (managers: () => string[], tls: () => NodeTls) =>
-  async (csrPem: string): Promise<string> => {
-    const { ca, cert, key } = tls();
-    const failures: string[] = [];
-    for (const addr of managers()) {
-      let r: { status: number; body: unknown };
-      try {
-        r = await httpsJson(addr, `${API_PREFIX}/renew`, { servername: MANAGER_TLS_NAME, ca, cert, key, body: { csr: csrPem }, timeoutMs: 5000 });
-      } catch (e) {
-        failures.push(`${addr}: ${(e as Error).message}`);
-        continue;
-      }
-      if (r.status !== 200) throw new Error(`the manager at ${addr} refused to renew (HTTP ${r.status}): ${JSON.stringify(r.body).slice(0, 300)}`);
-      return (r.body as { cert: string }).cert;
-    }
-    throw new Error(`no manager answered the renewal (${failures.join('; ') || 'no manager known'})`);
-  };
+  async (csrPem: string): Promise<string> =>
+    (await renewThroughManagers(managers(), tls(), { csr: csrPem })).cert;

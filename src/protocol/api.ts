@@ -110,11 +110,21 @@ void _specMatches;
 export const nodeUpdateSchema = z
   .object({
     availability: z.enum(['active', 'pause', 'drain']).optional(),
+    /** Promote (manager) or demote (worker): the node takes up its new role on its own. */
+    role: z.enum(['manager', 'worker']).optional(),
     labelAdd: labels.default({}),
     labelRm: z.array(z.string().min(1)).default([]),
   })
   .strict();
 export type NodeUpdateRequest = z.input<typeof nodeUpdateSchema>;
+
+/** What a node that may become a manager sends: its own admin token's digest and the address it will serve on. */
+const managerCandidate = z
+  .object({
+    adminTokenDigest: z.string().regex(/^[0-9a-f]{64}$/, 'a SHA-256 digest, 64 lowercase hex digits'),
+    address: z.string().min(3).max(300),
+  })
+  .strict();
 
 /** `POST /v1/join`: a node asks for its certificate with a join token (no other credential). */
 export const joinRequestSchema = z
@@ -123,13 +133,7 @@ export const joinRequestSchema = z
     csr: z.string().min(1).max(16_384),
     /** A node joining with a manager token: the digest of the admin token it made for its own CLI (the token itself
      * never leaves the node), and the address it will serve the API and sessions on. */
-    manager: z
-      .object({
-        adminTokenDigest: z.string().regex(/^[0-9a-f]{64}$/, 'a SHA-256 digest, 64 lowercase hex digits'),
-        address: z.string().min(3).max(300),
-      })
-      .strict()
-      .optional(),
+    manager: managerCandidate.optional(),
   })
   .strict();
 export type JoinRequest = z.input<typeof joinRequestSchema>;
@@ -148,8 +152,21 @@ export interface JoinResponse {
   store?: string;
 }
 
-/** `POST /v1/renew`: a node with a valid certificate (presented on the TLS connection) asks for a new one. */
-export const renewRequestSchema = z.object({ csr: z.string().min(1).max(16_384) }).strict();
+/**
+ * `POST /v1/renew`: a node with a valid certificate (presented on the TLS connection) asks for a new one, in the role
+ * the cluster now gives it: a promoted worker sends `manager` (as when joining with a manager token).
+ */
+export const renewRequestSchema = z.object({ csr: z.string().min(1).max(16_384), manager: managerCandidate.optional() }).strict();
+export type RenewRequest = z.input<typeof renewRequestSchema>;
+
+/** The answer to a renewal: the certificate, in the node's current role; a manager also gets what managers share. */
+export interface RenewResponse {
+  cert: string;
+  role: 'manager' | 'worker';
+  managers: string[];
+  caKey?: string;
+  store?: string;
+}
 
 export const joinRotateSchema = z.object({ role: z.enum(['worker', 'manager']) }).strict();
 

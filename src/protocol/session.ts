@@ -1,6 +1,6 @@
 // The agent↔manager session protocol: JSON messages over one WebSocket, the same for local and remote workers.
 
-import type { DesiredState, NodeDescription, Task, TaskState } from '../core/index.js';
+import type { DesiredState, NodeDescription, NodeRole, Task, TaskState } from '../core/index.js';
 
 export const SESSION_PATH = '/v1/session';
 export const SESSION_PROTOCOL_VERSION = 1;
@@ -72,6 +72,8 @@ export interface WelcomeMessage {
   heartbeatPeriodMs: number;
   /** Addresses (HOST:PORT) of every manager, the leader first: where to go when this one is lost. */
   managers: string[];
+  /** The role the cluster gives the node now: a node told another role than it runs (promoted, demoted) takes it up. */
+  role: NodeRole;
 }
 /** The complete set of tasks assigned to the node: anything the agent runs that is not in it must stop. */
 export interface AssignmentsMessage {

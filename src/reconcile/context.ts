@@ -13,14 +13,15 @@ export interface ControllerContext {
   newId: () => string;
 }
 
-/** Largest transaction a controller writes at once; larger plans are written in chunks of independent ops. */
-export const MAX_OPS_PER_COMMIT = 1000;
-
-/** Commits ops in chunks and waits until the cache has applied the last one (read-your-writes). */
+/**
+ * Commits ops in chunks the store accepts (one transaction when they fit) and waits until the cache has applied the
+ * last one (read-your-writes). Callers pass ops that stay correct when split: each stands on its own.
+ */
 export const commitAndWait = async (ctx: ControllerContext, ops: Op[], signal?: AbortSignal): Promise<number> => {
   let revision = 0;
-  for (let i = 0; i < ops.length; i += MAX_OPS_PER_COMMIT) {
-    revision = (await ctx.store.commit(ops.slice(i, i + MAX_OPS_PER_COMMIT))).revision;
+  const size = ctx.store.maxOpsPerCommit;
+  for (let i = 0; i < ops.length; i += size) {
+    revision = (await ctx.store.commit(ops.slice(i, i + size))).revision;
   }
   if (revision > 0) await ctx.cache.waitFor(revision, signal);
   return revision;

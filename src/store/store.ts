@@ -91,6 +91,11 @@ export interface StoreStatus {
 }
 
 export interface Store {
+  /**
+   * Most ops one commit may hold (etcd refuses larger transactions: its --max-txn-ops defaults to 128). Writers
+   * with more split them into several commits of independent ops.
+   */
+  readonly maxOpsPerCommit: number;
   get<K extends Kind>(kind: K, id: string): Promise<ObjectOfKind<K> | undefined>;
   list<K extends Kind>(kind: K): Promise<ListResult<K>>;
   /** Applies all ops atomically or none; throws ShoalError conflict/already_exists/not_found naming the object. */

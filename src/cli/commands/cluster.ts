@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { createLogger } from '../../lib/logger.js';
 import { sleep } from '../../lib/abort.js';
-import { connectAddress, runningPid, startDaemon, startWorker } from '../../manager/daemon.js';
+import { connectAddress, runNode, runningPid } from '../../manager/daemon.js';
 import { DEFAULT_LISTEN_ADDR, dataPaths, initDataDir, readDataDir, readNodeConfig, readNodeTls, writeJoinedDataDir, type RuntimeName, type StoreTls } from '../../manager/data-dir.js';
 import { newSecret } from '../../lib/ids.js';
 import { secretDigest } from '../../lib/secrets.js';
@@ -42,26 +42,19 @@ const parseRuntime = (v: string | undefined): RuntimeName | undefined => {
 
 const dataDirOf = (v: string | undefined): string => resolve(v ?? defaultDataDir());
 
-/** Runs the node of a data dir (manager or worker) in this process until SIGINT/SIGTERM. */
+/** Runs the node of a data dir (manager or worker, switching when promoted or demoted) until SIGINT/SIGTERM. */
 const runForeground = async (dataDir: string, onReady: (address: string) => void): Promise<void> => {
   const logger = createLogger({ level: process.env.SHOAL_LOG_LEVEL === 'debug' ? 'debug' : 'info' });
-  const config = readNodeConfig(dataDir);
-  let daemon: { close(): Promise<void> };
-  if (config?.role === 'worker') {
-    daemon = startWorker({ dataDir, logger });
-    onReady(config.managers?.join(', ') ?? '');
-  } else {
-    const d = await startDaemon({ dataDir, logger });
-    daemon = d;
-    onReady(d.manager.address);
-  }
+  const node = await runNode({ dataDir, logger });
+  const now = node.current;
+  onReady('manager' in now ? now.manager.address : (readNodeConfig(dataDir)?.managers?.join(', ') ?? ''));
   await new Promise<void>((res) => {
     const stop = (): void => res();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
   logger.info('stopping: the agent leaves its containers running');
-  await daemon.close();
+  await node.close();
 };
 
 /** Waits until the manager answers and the local node is ready; fails early if the daemon process died. */

@@ -259,6 +259,22 @@ export const registerNodeCommands = (program: Command): void => {
       const n = await clientOf(cmd).updateNode(ref, { ...(a ? { availability: a } : {}), labelAdd: parsePairs(flags.labelAdd, '--label-add'), labelRm: flags.labelRm });
       process.stdout.write(`${n.id}\n`);
     });
+  for (const [verb, role, what] of [
+    ['promote', 'manager', 'make workers managers (the cluster must run its store on etcd); each restarts itself as a manager'],
+    ['demote', 'worker', 'make managers workers (at least one manager stays); each restarts itself as a worker'],
+  ] as const) {
+    node
+      .command(verb)
+      .description(what)
+      .argument('<node...>')
+      .action(async (refs: string[], _flags: unknown, cmd: Command) => {
+        const client = clientOf(cmd);
+        for (const ref of refs) {
+          const n = await client.updateNode(ref, { role });
+          process.stdout.write(`Node ${n.id} (${n.description.hostname}) is now a ${role}.\n`);
+        }
+      });
+  }
   node
     .command('rm')
     .description('remove nodes from the cluster; their certificates are refused from then on')

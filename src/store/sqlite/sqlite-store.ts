@@ -90,6 +90,8 @@ const SYNC_NAMES = ['OFF', 'NORMAL', 'FULL', 'EXTRA'] as const;
 const describeOp = (kind: string, id: string): string => `${kind} '${id}'`;
 
 export class SqliteStore implements Store {
+  /** SQLite takes any size; this bounds how long one write transaction holds the database. */
+  readonly maxOpsPerCommit = 1000;
   private readonly db: Database.Database;
   private readonly path: string;
   private readonly clock: Clock;
@@ -569,11 +571,15 @@ const validateOps = (ops: Op[]): void => {
 
 /** The store as a term's holder sees it: commits apply only while the term lasts (commit() is synchronous here). */
 class FencedStore implements Store {
+  readonly maxOpsPerCommit: number;
+
   constructor(
     private readonly inner: SqliteStore,
     private readonly ended: AbortSignal,
     private readonly candidate: string,
-  ) {}
+  ) {
+    this.maxOpsPerCommit = inner.maxOpsPerCommit;
+  }
 
   get<K extends Kind>(kind: K, id: string): Promise<ObjectOfKind<K> | undefined> {
     return this.inner.get(kind, id);
