@@ -33,7 +33,7 @@ export interface EtcdMember {
   dataDir: string;
   /** The running process id, or undefined while the member is stopped. */
   pid(): number | undefined;
-  /** Sends `signal` (default SIGKILL) and waits for the process to exit. */
+  /** Sends `signal` (default SIGKILL) and waits for the process to exit; SIGSTOP and SIGCONT are only sent. */
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Starts the member again on its data dir and waits until it reports healthy. */
   start(): Promise<void>;
@@ -191,6 +191,8 @@ const makeMember = (
     const c = child;
     if (c === undefined) return;
     c.kill(signal);
+    // A stopped member hangs (as a partitioned one would) rather than exits.
+    if (signal === 'SIGSTOP' || signal === 'SIGCONT') return;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`etcd member ${spec.name} did not exit on ${signal} within ${EXIT_WITHIN_MS} ms`)), EXIT_WITHIN_MS);

@@ -27,6 +27,11 @@ export type CallKind = 'read' | 'write';
 
 /** Failures that prove the request was never carried out by etcd. */
 const NOT_CARRIED_OUT = /No connection established|ECONNREFUSED|Failed to connect|etcdserver: no leader|raft proposal dropped|etcdserver: not capable/;
+/** etcd's own bounds on a request, with the server flag that sets each. */
+const LIMIT_HINTS: [RegExp, string][] = [
+  [/too many operations in txn request/, " (etcd's --max-txn-ops bounds the operations of a transaction, 128 by default)"],
+  [/request is too large/, " (etcd's --max-request-bytes bounds a request, 1.5 MiB by default)"],
+];
 /** Further failures after which a read is worth trying again (possibly on another member). */
 const TRANSIENT = /etcdserver: (leader changed|request timed out|too many requests)/;
 
@@ -87,11 +92,8 @@ export class EtcdConnection {
     const message = e instanceof Error ? e.message : String(e);
     const code = errorCode(e, message);
     const maybeApplied = kind === 'write' && code === 'unavailable' && !notCarriedOut(e);
-    return new ShoalError(
-      code,
-      `${this.where}: cannot ${what}: ${message}${maybeApplied ? ' (the write may or may not have been applied)' : ''}`,
-      { cause: e },
-    );
+    const hint = maybeApplied ? ' (the write may or may not have been applied)' : (LIMIT_HINTS.find(([re]) => re.test(message))?.[1] ?? '');
+    return new ShoalError(code, `${this.where}: cannot ${what}: ${message}${hint}`, { cause: e });
   }
 
   assertOpen(): void {

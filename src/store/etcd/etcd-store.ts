@@ -68,6 +68,12 @@ interface Planned {
 }
 
 export class EtcdStore implements Store {
+  /**
+   * etcd refuses a transaction with more than --max-txn-ops (default 128) compares or ops: one compare per op, plus
+   * one for a term's fence.
+   */
+  readonly maxOpsPerCommit = 127;
+
   private constructor(
     private readonly conn: EtcdConnection,
     private readonly keys: Keys,
@@ -136,9 +142,12 @@ export class EtcdStore implements Store {
     const now = isoNow(this.opts.clock);
     const planned = ops.map((op): Planned => plan(op, this.keys, now));
 
-    const compares: [key: string, target: 'Create' | 'Version', value: number][] = planned.map(({ key, op }) =>
-      op.op === 'create' ? [key, 'Create', 0] : [key, 'Version', op.op === 'update' ? op.object.meta.version : op.version],
-    );
+    const compares: [key: string, target: 'Create' | 'Version', value: number][] = planned.map(({ key, op }) => {
+      if (op.op === 'create') return [key, 'Create', 0];
+      const expected = op.op === 'update' ? op.object.meta.version : op.version;
+      // A missing key has version 0: expecting 0 (or less) must fail like any stale version, never match a gap.
+      return [key, 'Version', expected >= 1 ? expected : -1];
+    });
     if (this.fence) compares.push([this.keys.leader, 'Create', this.fence.createRevision]);
     const [first, ...rest] = compares as [(typeof compares)[number], ...typeof compares];
     const txn = rest

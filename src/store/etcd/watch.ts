@@ -55,7 +55,9 @@ interface Queued {
 
 /** The etcd side of one store watch and the queue between it and the consumer. */
 class Feed {
-  private readonly queue: Queued[] = [];
+  /** Batches from `head` on are waiting for the consumer (an index, as Array.shift copies the whole array). */
+  private queue: Queued[] = [];
+  private head = 0;
   private queuedChars = 0;
   private cursor: number;
   private watcher: Watcher | undefined;
@@ -80,17 +82,27 @@ class Feed {
   async next(): Promise<WatchEvent[] | undefined> {
     for (;;) {
       if (this.stopped) return undefined;
-      const head = this.queue.shift();
-      if (head !== undefined) {
-        this.queuedChars -= head.chars;
-        return head.events;
-      }
+      const next = this.dequeue();
+      if (next !== undefined) return next.events;
       if (this.failure) throw this.failure;
       // Paused for backpressure and now drained: follow etcd again from where the queue ended.
       if (this.watcher === undefined) this.subscribe();
       await new Promise<void>((resolve) => (this.wake = resolve));
       this.wake = undefined;
     }
+  }
+
+  private dequeue(): Queued | undefined {
+    const q = this.queue[this.head];
+    if (q === undefined) return undefined;
+    this.head++;
+    this.queuedChars -= q.chars;
+    // Drop the consumed part once it is the larger one: amortized O(1) per batch.
+    if (this.head * 2 >= this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    return q;
   }
 
   stop(): void {
