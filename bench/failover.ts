@@ -5,34 +5,21 @@
 //
 // Usage: node dist/bench/failover.js [--rounds 5] [--replicas 30] [--runtime docker|exec]
 
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import Docker from 'dockerode';
 import { ShoalClient } from '../src/cli/client.js';
 import { waitConverged } from '../src/cli/converge.js';
 import { freePort, killExecTasks } from '../test/helpers.js';
+import { benchCluster, median } from './cluster-support.js';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, replicas: { type: 'string', default: '30' }, runtime: { type: 'string', default: 'docker' } } });
 const ROUNDS = Number(values.rounds);
 const REPLICAS = Number(values.replicas);
 const RUNTIME = values.runtime === 'exec' ? 'exec' : 'docker';
 const WORKERS = 3;
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), 'shoal-failover-'));
-const env = { ...process.env, SHOAL_CONFIG: join(dir, 'config.json') };
-
-const shoal = (...args: string[]): string => {
-  const r = spawnSync(process.execPath, [CLI, ...args], { env, encoding: 'utf8', timeout: 300_000 });
-  if (r.status !== 0) throw new Error(`shoal ${args.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-};
-
-const nodeIdOf = (d: string): string => (JSON.parse(readFileSync(join(dir, d, 'node.json'), 'utf8')) as { nodeId: string }).nodeId;
-const pidOf = (d: string): number => Number(readFileSync(join(dir, d, 'shoal.pid'), 'utf8'));
+const { dir, shoal, stop, nodeIdOf, pidOf, context } = benchCluster('shoal-failover-');
 
 /** Waits until `count` replicas run on nodes other than `dead`, following the task list as it changes. */
 const runningElsewhere = async (client: ShoalClient, dead: string, count: number, signal: AbortSignal): Promise<void> => {
@@ -52,20 +39,13 @@ const markedDown = async (client: ShoalClient, nodeId: string, t0: number): Prom
   throw new Error(`node ${nodeId} never marked down`);
 };
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
-};
-
 const main = async (): Promise<void> => {
   const managerAddr = `127.0.0.1:${await freePort()}`;
   const nodeIds: string[] = [];
   try {
     shoal('init', '--detach', '--data-dir', join(dir, 'manager'), '--listen-addr', managerAddr, '--runtime', RUNTIME);
     nodeIds.push(nodeIdOf('manager'));
-    const ctx = JSON.parse(readFileSync(env.SHOAL_CONFIG, 'utf8')) as { hosts: string[]; token: string; ca: string };
-    const client = new ShoalClient(ctx);
+    const client = new ShoalClient(context());
     // The manager takes no tasks: the replicas live on the workers, as in the issue's setup.
     await client.updateNode(nodeIdOf('manager'), { availability: 'drain' });
     const token = shoal('join-token', 'worker', '-q').trim();
@@ -100,7 +80,7 @@ const main = async (): Promise<void> => {
     process.stdout.write(`  of which detection (node marked down)        : median ${median(detections).toFixed(0)} ms; the rest is starting the replacements\n`);
     process.stdout.write(`  Docker Swarm mode defaults, for context      : detection alone ≈ 15000 ms (5 s heartbeat × 3), before any rescheduling\n`);
   } finally {
-    for (const d of ['manager', ...Array.from({ length: WORKERS }, (_, i) => `w${i}`)]) spawnSync(process.execPath, [CLI, 'stop', '--data-dir', join(dir, d)], { env });
+    for (const d of ['manager', ...Array.from({ length: WORKERS }, (_, i) => `w${i}`)]) stop(d);
     if (RUNTIME === 'docker') {
       const docker = new Docker({ socketPath: '/var/run/docker.sock' });
       for (const id of nodeIds) {

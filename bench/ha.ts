@@ -10,40 +10,23 @@
 //
 // Usage: node dist/bench/ha.js [--rounds 5] [--tasks 300]
 
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ShoalClient } from '../src/cli/client.js';
 import type { TaskListItem } from '../src/protocol/index.js';
 import { startEtcd, type EtcdCluster } from '../test/etcd.js';
 import { freePort, killExecTasks } from '../test/helpers.js';
+import { benchCluster, median } from './cluster-support.js';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, tasks: { type: 'string', default: '300' } } });
 const ROUNDS = Number(values.rounds);
 const TASKS = Number(values.tasks);
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), 'shoal-ha-bench-'));
-const env = { ...process.env, SHOAL_CONFIG: join(dir, 'config.json') };
+const { dir, shoal, stop, nodeIdOf, pidOf, context } = benchCluster('shoal-ha-bench-');
 const MANAGERS = ['m1', 'm2', 'm3'];
 const LIMIT_MS = 60_000;
 
-const shoal = (...args: string[]): string => {
-  const r = spawnSync(process.execPath, [CLI, ...args], { env, encoding: 'utf8', timeout: 300_000 });
-  if (r.status !== 0) throw new Error(`shoal ${args.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-};
-const nodeIdOf = (d: string): string => (JSON.parse(readFileSync(join(dir, d, 'node.json'), 'utf8')) as { nodeId: string }).nodeId;
-const pidOf = (d: string): number => Number(readFileSync(join(dir, d, 'shoal.pid'), 'utf8'));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
-};
 
 /** Polls `check` every 10 ms until it holds; fails after LIMIT_MS. */
 const until = async (what: string, check: () => Promise<boolean>): Promise<void> => {
@@ -55,10 +38,7 @@ const until = async (what: string, check: () => Promise<boolean>): Promise<void>
   throw new Error(`gave up after ${LIMIT_MS} ms waiting for ${what}`);
 };
 
-const clientOf = (hosts: string[]): ShoalClient => {
-  const ctx = JSON.parse(readFileSync(env.SHOAL_CONFIG, 'utf8')) as { token: string; ca: string };
-  return new ShoalClient({ hosts, token: ctx.token, ca: ctx.ca });
-};
+const clientOf = (hosts: string[]): ShoalClient => new ShoalClient({ ...context(), hosts });
 
 const assignedCount = (tasks: TaskListItem[]): number => tasks.filter((t) => t.desiredState === 'running' && t.nodeId !== '').length;
 
@@ -112,7 +92,7 @@ const main = async (): Promise<void> => {
     await addWorker(sqliteClient, ['sqlite'], 'sqlite-w', sqliteAddr);
     const sqliteRate = await throughput(sqliteClient, 'tp', TASKS);
     sqliteClient.close();
-    for (const d of ['sqlite-w', 'sqlite']) shoal('stop', '--data-dir', join(dir, d));
+    for (const d of ['sqlite-w', 'sqlite']) stop(d);
 
     // --- three managers on three etcd members
     etcd = await startEtcd({ members: 3 });
@@ -159,7 +139,7 @@ const main = async (): Promise<void> => {
     process.stdout.write(`  embedded SQLite, 1 manager, 1 worker  : ${sqliteRate.toFixed(0)} tasks/s\n`);
     process.stdout.write(`  etcd, 3 members, 3 managers, 1 worker : ${etcdRate.toFixed(0)} tasks/s  (etcd/SQLite ratio ${(etcdRate / sqliteRate).toFixed(2)})\n`);
   } finally {
-    for (const d of dirs) spawnSync(process.execPath, [CLI, 'stop', '--data-dir', join(dir, d)], { env });
+    for (const d of dirs) stop(d);
     // exec tasks are process groups recorded under each data dir; kill what is left before removing the dirs.
     killExecTasks(dir);
     await etcd?.close();
