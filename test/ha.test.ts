@@ -4,7 +4,7 @@
 // writers race a leader kill: every acknowledged write is there, none applied twice.
 
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ShoalClient, ApiError } from '../src/cli/client.js';
@@ -215,5 +215,42 @@ describe('managers on etcd: leader election, failover, no lost state', () => {
     const revoked = new ShoalClient({ hosts: [addr.m1 ?? ''], token, ca });
     await assert.rejects(revoked.info(), (e: ApiError) => e.status === 401);
     revoked.close();
+  });
+});
+
+describe('a manager on an etcd that requires TLS client certificates', () => {
+  let dir = '';
+  let etcd: EtcdCluster | undefined;
+  let env: Record<string, string> = {};
+  const { run, ok, json } = cliWith(() => env);
+
+  before(async () => {
+    dir = tempDir('shoal-ha-tls-');
+    env = { SHOAL_CONFIG: join(dir, 'config.json') };
+    etcd = await startEtcd({ members: 1, tls: true });
+  });
+
+  after(async () => {
+    run('stop', '--data-dir', join(dir, 'm1'));
+    if (dir) killExecTasks(dir);
+    await etcd?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses to start without the client certificate, then runs with --store-ca/--store-cert/--store-key', async () => {
+    const tls = etcd?.tls;
+    assert.ok(etcd && tls);
+    for (const [f, pem] of Object.entries(tls)) writeFileSync(join(dir, `${f}.pem`), pem);
+    const addr = `127.0.0.1:${await freePort()}`;
+    const bare = run('init', '--detach', '--data-dir', join(dir, 'bare'), '--listen-addr', addr, '--runtime', 'exec', '--store', etcd.url, '--store-ca', join(dir, 'ca.pem'));
+    assert.notEqual(bare.code, 0, 'etcd requires a client certificate');
+    assert.match(bare.stderr, /etcd|store|unavailable/i);
+    const half = run('init', '--data-dir', join(dir, 'half'), '--store', etcd.url, '--store-ca', join(dir, 'ca.pem'), '--store-cert', join(dir, 'cert.pem'));
+    assert.notEqual(half.code, 0);
+    assert.match(half.stderr, /--store-cert and --store-key go together/);
+    ok('init', '--detach', '--data-dir', join(dir, 'm1'), '--listen-addr', addr, '--runtime', 'exec', '--store', etcd.url, '--store-ca', join(dir, 'ca.pem'), '--store-cert', join(dir, 'cert.pem'), '--store-key', join(dir, 'key.pem'));
+    assert.equal(json<ClusterStatusResponse>('cluster', 'status', '--format', 'json').store.members.filter((m) => m.healthy).length, 1);
+    ok('service', 'create', '--name', 'tls', '--replicas', '2', '--restart-delay', '0s', 'sh', '/bin/sleep', '3600');
+    await eventually('2 replicas running', () => json<TaskListItem[]>('service', 'ps', 'tls', '--format', 'json').filter((t) => t.state === 'running').length === 2);
   });
 });

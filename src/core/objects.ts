@@ -129,6 +129,20 @@ export interface Constraint {
   value: string;
 }
 
+/**
+ * A container health check, as Docker's HEALTHCHECK: `test` is ['CMD', prog, ...args], ['CMD-SHELL', 'command'] or
+ * ['NONE'] (turns off the image's own check). A task with a check counts as running only once healthy.
+ */
+export interface HealthCheck {
+  test: string[];
+  intervalMs: number;
+  timeoutMs: number;
+  /** Consecutive failures that make the container unhealthy. */
+  retries: number;
+  /** Failures during this time after start do not count. */
+  startPeriodMs: number;
+}
+
 export interface ContainerSpec {
   image: string;
   /** Overrides the image's entrypoint+cmd when non-empty (argv form). */
@@ -139,7 +153,27 @@ export interface ContainerSpec {
   labels: Record<string, string>;
   /** Time between SIGTERM and SIGKILL when the task is stopped, in ms. */
   stopGracePeriodMs: number;
+  /** The health check; absent: the image's own HEALTHCHECK, if any. */
+  healthcheck?: HealthCheck;
 }
+
+/** How a service's tasks are replaced when its spec changes (update) or returns to the previous one (rollback). */
+export interface UpdateConfig {
+  /** Tasks replaced at once (0: all at once). */
+  parallelism: number;
+  /** Pause between batches, in ms. */
+  delayMs: number;
+  /** How long a new task is watched after it runs before it counts as updated, in ms. */
+  monitorMs: number;
+  /** What a failed update does once more than maxFailureRatio of the tasks failed. */
+  failureAction: 'pause' | 'continue' | 'rollback';
+  /** Share of updated tasks (0..1) that may fail before the failure action applies. */
+  maxFailureRatio: number;
+  /** stop-first: stop the old task, then start the new one; start-first: the other way round (briefly more). */
+  order: 'stop-first' | 'start-first';
+}
+
+export const DEFAULT_UPDATE_CONFIG: UpdateConfig = { parallelism: 1, delayMs: 0, monitorMs: 5000, failureAction: 'pause', maxFailureRatio: 0, order: 'stop-first' };
 
 export interface ServiceSpec {
   name: string;
@@ -148,6 +182,8 @@ export interface ServiceSpec {
   mode: { replicated: { replicas: number } } | { global: Record<string, never> };
   task: {
     container: ContainerSpec;
+    /** Bumped by `service update --force`: a changed task template, so every task is replaced though nothing else changed. */
+    forceUpdate?: number;
     resources: { reservations: Resources; limits: Resources };
     restartPolicy: RestartPolicy;
     placement: {
@@ -156,6 +192,22 @@ export interface ServiceSpec {
       preferences: { spread: string }[];
     };
   };
+  /** Absent: DEFAULT_UPDATE_CONFIG. */
+  updateConfig?: UpdateConfig;
+  /** Absent: DEFAULT_UPDATE_CONFIG (a rollback's failure action 'rollback' means pause). */
+  rollbackConfig?: UpdateConfig;
+}
+
+/**
+ * Where the last spec change stands. updating → completed, or paused (a failure beyond the ratio, failure action
+ * pause), or rollback_started (failure action rollback, or `service rollback`) → rollback_completed | rollback_paused.
+ */
+export interface UpdateStatus {
+  state: 'updating' | 'paused' | 'completed' | 'rollback_started' | 'rollback_paused' | 'rollback_completed';
+  /** ISO times. */
+  startedAt: string;
+  completedAt?: string;
+  message: string;
 }
 
 export interface Service {
@@ -163,6 +215,9 @@ export interface Service {
   id: string;
   meta: Meta;
   spec: ServiceSpec;
+  /** The spec before the last update: what `service rollback` returns to. */
+  previousSpec?: ServiceSpec;
+  updateStatus?: UpdateStatus;
 }
 
 // ---------------------------------------------------------------- Task

@@ -2,6 +2,7 @@
 
 import { z } from 'zod';
 import {
+  DEFAULT_UPDATE_CONFIG,
   ShoalError,
   parseConstraint,
   type DesiredState,
@@ -40,6 +41,32 @@ const constraint = z
     }
   });
 
+const healthcheck = z
+  .object({
+    test: z
+      .array(z.string())
+      .min(1, "a test is ['CMD', prog, args...], ['CMD-SHELL', command] or ['NONE']")
+      .refine((t) => (t[0] === 'NONE' && t.length === 1) || (t[0] === 'CMD' && t.length >= 2) || (t[0] === 'CMD-SHELL' && t.length === 2), {
+        message: "a test is ['CMD', prog, args...], ['CMD-SHELL', command] or ['NONE']",
+      }),
+    intervalMs: nonNegInt.max(24 * 3_600_000).default(30_000),
+    timeoutMs: nonNegInt.max(3_600_000).default(30_000),
+    retries: nonNegInt.max(1000).default(3),
+    startPeriodMs: nonNegInt.max(24 * 3_600_000).default(0),
+  })
+  .strict();
+
+const updateConfig = z
+  .object({
+    parallelism: nonNegInt.max(100_000).default(DEFAULT_UPDATE_CONFIG.parallelism),
+    delayMs: nonNegInt.max(24 * 3_600_000).default(DEFAULT_UPDATE_CONFIG.delayMs),
+    monitorMs: nonNegInt.max(24 * 3_600_000).default(DEFAULT_UPDATE_CONFIG.monitorMs),
+    failureAction: z.enum(['pause', 'continue', 'rollback']).default(DEFAULT_UPDATE_CONFIG.failureAction),
+    maxFailureRatio: z.number().min(0).max(1).default(DEFAULT_UPDATE_CONFIG.maxFailureRatio),
+    order: z.enum(['stop-first', 'start-first']).default(DEFAULT_UPDATE_CONFIG.order),
+  })
+  .strict();
+
 /** The service spec a client sends; every field but name and image has a default. */
 export const serviceSpecSchema = z
   .object({
@@ -61,8 +88,10 @@ export const serviceSpecSchema = z
             env: z.array(z.string().regex(/^[^=\s]+=/, 'env entries are KEY=VALUE')).default([]),
             labels: labels.default({}),
             stopGracePeriodMs: nonNegInt.max(3_600_000).default(10_000),
+            healthcheck: healthcheck.optional(),
           })
           .strict(),
+        forceUpdate: nonNegInt.optional(),
         resources: z
           .object({ reservations: resources.default({ nanoCpus: 0, memoryBytes: 0 }), limits: resources.default({ nanoCpus: 0, memoryBytes: 0 }) })
           .strict()
@@ -85,6 +114,8 @@ export const serviceSpecSchema = z
           .default({ constraints: [], preferences: [] }),
       })
       .strict(),
+    updateConfig: updateConfig.optional(),
+    rollbackConfig: updateConfig.optional(),
   })
   .strict()
   .superRefine((s, ctx) => {
