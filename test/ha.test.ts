@@ -240,7 +240,7 @@ describe('a manager on an etcd that requires TLS client certificates', () => {
   it('refuses to start without the client certificate, then runs with --store-ca/--store-cert/--store-key', async () => {
     const tls = etcd?.tls;
     assert.ok(etcd && tls);
-    for (const [f, pem] of Object.entries(tls)) writeFileSync(join(dir, `${f}.pem`), pem);
+    for (const f of ['ca', 'cert', 'key'] as const) writeFileSync(join(dir, `${f}.pem`), tls[f]);
     const addr = `127.0.0.1:${await freePort()}`;
     const bare = run('init', '--detach', '--data-dir', join(dir, 'bare'), '--listen-addr', addr, '--runtime', 'exec', '--store', etcd.url, '--store-ca', join(dir, 'ca.pem'));
     assert.notEqual(bare.code, 0, 'etcd requires a client certificate');
