@@ -2,7 +2,7 @@
 // seen directly (to check what really runs), and bounded waiting.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -145,6 +145,18 @@ export const shoal = (args: string[], env: Record<string, string>, timeoutMs = 1
   const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: timeoutMs });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 };
+
+/** The CLI run without blocking this process (so the test can watch something while the command runs). */
+export const shoalAsync = (args: string[], env: Record<string, string>, timeoutMs = 300_000): Promise<{ code: number; stdout: string; stderr: string }> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: timeoutMs });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
 
 /** `run` (any outcome), `ok` (asserts exit 0, returns stdout) and `json` (parses ok's output) for a CLI context. */
 export const cliWith = (env: () => Record<string, string>) => {

@@ -100,8 +100,8 @@ export class Agent {
   private async watchRuntime(signal: AbortSignal): Promise<void> {
     try {
       for await (const ev of this.opts.runtime.events(signal)) {
-        // Starts are this agent's own doing (and already reported); exits and removals need a look.
-        if (ev.state !== 'running' && ev.state !== 'created') this.runner.touch(ev.taskId);
+        // Starts are this agent's own doing (and already reported); exits, removals and health changes need a look.
+        if ((ev.state !== 'running' && ev.state !== 'created') || ev.health !== undefined) this.runner.touch(ev.taskId);
       }
     } catch (e) {
       if (!signal.aborted) this.opts.logger.warn('runtime event stream ended', { error: e });

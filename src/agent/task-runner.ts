@@ -3,6 +3,10 @@
 // Invariants: operations on one task are serialized (one promise chain per task); a state is reported only if it
 // moves the task forward (core transition order); containers are found again by label after a restart, so an agent
 // restart never starts a second container for a task.
+//
+// Health: a task whose container has a health check (its own or its image's) stays `starting` until the check
+// passes, then is `running`; once the check says unhealthy, the container is stopped and the task `failed`, so the
+// manager's restart policy replaces it. Health changes arrive as runtime events (the agent touches the task).
 
 import { isTerminal, stateRank, type TaskState } from '../core/index.js';
 import type { Logger } from '../lib/logger.js';
@@ -23,6 +27,9 @@ const exitStatus = (info: ContainerInfo): { state: TaskState; error: string; mes
   const why = info.error ? `${info.error}; ` : '';
   return { state: 'failed', error: `${why}task exited with code ${code}`, message: 'exited' };
 };
+
+/** Whether a started container may have a health check: one in the spec, or (without one) the image's own. */
+const mayHaveHealthcheck = (t: AssignedTask): boolean => t.spec.container.healthcheck?.test[0] !== 'NONE';
 
 export class TaskRunner {
   private readonly assigned = new Map<string, AssignedTask>();
@@ -88,10 +95,13 @@ export class TaskRunner {
       const t = this.assigned.get(id);
       const c = byTask.get(id);
       const known = this.known.get(id);
+      // A running container is where the report left it when it is running and not unhealthy, or still starting
+      // its health check while the task is reported starting.
+      const live = c?.state === 'running' && (known === 'running' ? c.health !== 'unhealthy' : known === 'starting' && c.health === 'starting');
       const settled =
         t !== undefined &&
         (wantsContainer(t.desiredState)
-          ? (known !== undefined && isTerminal(known)) || (c?.state === 'running' && known === 'running') || (c?.state === 'created' && t.desiredState === 'ready')
+          ? (known !== undefined && isTerminal(known)) || live || (c?.state === 'created' && t.desiredState === 'ready')
           : c === undefined || c.state !== 'running');
       if (!settled) this.enqueue(id);
     }
@@ -182,33 +192,27 @@ export class TaskRunner {
     if (stateRank(reported) < stateRank('accepted')) this.report(t.id, 'accepted');
 
     let cid = this.containers.get(t.id);
-    let state: ContainerInfo['state'];
+    /** What the container is, when it existed before this call; undefined when it was just created. */
+    let info: ContainerInfo | undefined;
     if (cid === undefined) {
       this.report(t.id, 'preparing', { message: 'creating container' });
       try {
         cid = await runtime.create(this.configOf(t));
         this.containers.set(t.id, cid);
-        state = 'created';
       } catch (e) {
         const err = e instanceof Error ? e.message : String(e);
         this.report(t.id, e instanceof RuntimeError && e.permanent ? 'rejected' : 'failed', { error: err, message: 'could not create container' });
         return;
       }
     } else {
-      const info = await runtime.inspect(cid);
-      state = info.state;
+      info = await runtime.inspect(cid);
       if (info.state === 'missing') {
         this.containers.delete(t.id);
         this.report(t.id, 'failed', { error: 'the container was removed from outside Shoal', message: 'container missing' });
         return;
       }
-      if (info.state === 'exited') {
-        const s = exitStatus(info);
-        this.report(t.id, s.state, { error: s.error, message: s.message, ...(info.exitCode === undefined ? {} : { exitCode: info.exitCode }) });
-        return;
-      }
     }
-    if (state === 'created') {
+    if (info === undefined || info.state === 'created') {
       this.report(t.id, 'preparing', { message: 'container created' });
       if (t.desiredState !== 'running') return;
       this.report(t.id, 'starting');
@@ -218,9 +222,36 @@ export class TaskRunner {
         this.report(t.id, 'failed', { error: `could not start container: ${e instanceof Error ? e.message : String(e)}` });
         return;
       }
+      // A process that exits right away is seen through the runtime's exit event (and resync), which re-examines
+      // the task; so without a possible health check there is no inspect here, and a start costs the Engine one call.
+      if (!mayHaveHealthcheck(t)) {
+        this.report(t.id, 'running', { message: 'running' });
+        return;
+      }
+      info = await runtime.inspect(cid);
     }
-    // Started (or found running). A process that exits right away is seen through the runtime's exit event
-    // (and resync), which re-examines the task; no inspect here, so a start costs the Engine one call.
+    await this.follow(t, cid, info);
+  }
+
+  /** A started container: its exit, or its health, says what the task is. */
+  private async follow(t: AssignedTask, cid: string, info: ContainerInfo): Promise<void> {
+    if (info.state === 'exited') {
+      const s = exitStatus(info);
+      this.report(t.id, s.state, { error: s.error, message: s.message, ...(info.exitCode === undefined ? {} : { exitCode: info.exitCode }) });
+      return;
+    }
+    if (info.health === 'unhealthy') {
+      // Stopped before the report: the manager may start the replacement at once, and the old one must not go on serving.
+      await this.opts.runtime.stop(cid, t.spec.container.stopGracePeriodMs);
+      this.report(t.id, 'failed', { error: `container unhealthy${info.healthOutput ? `: ${info.healthOutput}` : ''}`, message: 'unhealthy' });
+      return;
+    }
+    // Until the first check passes; its health event brings the task back here. (Usually reported before the start
+    // already; not so for a container found running after an agent restart.)
+    if (info.health === 'starting') {
+      this.report(t.id, 'starting', { message: 'waiting for the health check to pass' });
+      return;
+    }
     this.report(t.id, 'running', { message: 'running' });
   }
 
@@ -237,6 +268,7 @@ export class TaskRunner {
       env: c.env,
       labels: c.labels,
       limits: { nanoCpus: t.spec.resources.limits.nanoCpus, memoryBytes: t.spec.resources.limits.memoryBytes },
+      ...(c.healthcheck ? { healthcheck: c.healthcheck } : {}),
     };
   }
 }

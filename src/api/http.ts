@@ -21,21 +21,25 @@ export type Handler = (ctx: RequestContext) => Promise<void>;
 
 interface Route {
   method: string;
+  pattern: string;
   parts: string[];
   handler: Handler;
 }
+
+/** The route pattern (`/v1/services/:ref`) of a request no route takes, for metrics. */
+export const UNMATCHED_ROUTE = '(unmatched)';
 
 /** Routes by method and path pattern (`/v1/services/:id`); `match` returns the handler and the path params. */
 export class Router {
   private readonly routes: Route[] = [];
 
   add(method: string, pattern: string, handler: Handler): this {
-    this.routes.push({ method, parts: pattern.split('/').filter(Boolean), handler });
+    this.routes.push({ method, pattern, parts: pattern.split('/').filter(Boolean), handler });
     return this;
   }
 
-  /** The handler for a request, or the reason there is none (404 for unknown paths, 405 for known paths). */
-  match(method: string, path: string): { handler: Handler; params: Record<string, string> } | { error: ShoalError } {
+  /** The handler for a request and its route pattern, or the reason there is none (404 for unknown paths, 405 for known paths). */
+  match(method: string, path: string): { handler: Handler; params: Record<string, string>; pattern: string } | { error: ShoalError } {
     const parts = path.split('/').filter(Boolean);
     let pathKnown = false;
     for (const r of this.routes) {
@@ -51,7 +55,7 @@ export class Router {
       });
       if (!ok) continue;
       pathKnown = true;
-      if (r.method === method) return { handler: r.handler, params };
+      if (r.method === method) return { handler: r.handler, params, pattern: r.pattern };
     }
     return {
       error: pathKnown
@@ -60,6 +64,9 @@ export class Router {
     };
   }
 }
+
+/** A boolean query parameter: present as `1` or `true`. */
+export const queryFlag = (query: URLSearchParams, name: string): boolean => query.get(name) === '1' || query.get(name) === 'true';
 
 /** Reads and parses a JSON body; a body that is too large or not JSON is an invalid_argument naming why. */
 export const readJson = async (req: IncomingMessage): Promise<unknown> => {

@@ -5,7 +5,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { ShoalError, invalid, notFound, type Cluster, type Node, type Service, type ServiceSpec, type Task } from '../core/index.js';
+import { ShoalError, invalid, notFound, taskTemplateChanged, type Cluster, type Node, type Service, type ServiceSpec, type Task } from '../core/index.js';
 import type { Clock } from '../lib/clock.js';
 import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
@@ -21,6 +21,7 @@ import {
   nodeUpdateSchema,
   scaleRequestSchema,
   serviceSpecSchema,
+  serviceUpdateSchema,
   type ClusterStatusResponse,
   type RenewResponse,
   type InfoResponse,
@@ -31,7 +32,11 @@ import {
 } from '../protocol/index.js';
 import type { Cache } from '../store/cache.js';
 import type { Op, Store } from '../store/store.js';
-import { Router, fromZod, readJson, sendError, sendJson, type RequestContext } from './http.js';
+import { serveEvents, type EventLog } from './events.js';
+import { Router, UNMATCHED_ROUTE, fromZod, queryFlag, readJson, sendError, sendJson, type RequestContext } from './http.js';
+import { METRICS_CONTENT_TYPE } from './metrics.js';
+import type { ShoalMetrics } from './shoal-metrics.js';
+import { parseTimeQuery } from './time-query.js';
 import { openApiDocument } from './openapi.js';
 import { nodeRow, serviceRow, taskRows } from './views.js';
 
@@ -65,6 +70,9 @@ export interface ApiDeps {
   logger: Logger;
   newId: () => string;
   logs: LogSource;
+  /** This manager's cluster events (history since it started, and the live feed). */
+  events: EventLog;
+  metrics: ShoalMetrics;
   nodeId: string;
   version: string;
   storeName: string;
@@ -105,6 +113,8 @@ export class Api {
       .add('GET', `${p}/services/:ref`, async (c) => sendJson(c.res, 200, this.service(c.params.ref)))
       .add('DELETE', `${p}/services/:ref`, (c) => this.removeService(c))
       .add('POST', `${p}/services/:ref/scale`, (c) => this.scaleService(c))
+      .add('POST', `${p}/services/:ref/update`, (c) => this.updateService(c))
+      .add('POST', `${p}/services/:ref/rollback`, (c) => this.rollbackService(c))
       .add('GET', `${p}/services/:ref/tasks`, (c) => this.serviceTasks(c))
       .add('GET', `${p}/services/:ref/logs`, (c) => this.serviceLogs(c))
       .add('GET', `${p}/tasks/:id`, async (c) => sendJson(c.res, 200, this.task(c.params.id)))
@@ -119,24 +129,37 @@ export class Api {
       .add('POST', `${p}/join`, (c) => this.join(c))
       .add('POST', `${p}/renew`, (c) => this.renew(c))
       .add('GET', `${p}/join-tokens`, async (c) => sendJson(c.res, 200, this.joinTokens()))
-      .add('POST', `${p}/join-tokens/rotate`, (c) => this.rotateJoinToken(c));
+      .add('POST', `${p}/join-tokens/rotate`, (c) => this.rotateJoinToken(c))
+      .add('GET', `${p}/events`, (c) => serveEvents(c, this.deps.events, this.deps.clock))
+      // Prometheus' conventional path, outside /v1; it needs the admin bearer token like every API route.
+      .add('GET', '/metrics', async (c) => {
+        c.res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'cache-control': 'no-store' });
+        c.res.end(this.deps.metrics.render());
+      });
   }
 
   /** The request listener for node:http. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const ctl = new AbortController();
-    res.on('close', () => ctl.abort());
+    const started = performance.now();
+    // Metrics label requests by route pattern, never by path: ids in paths would make a series per object.
+    let route = UNMATCHED_ROUTE;
+    res.on('close', () => {
+      ctl.abort();
+      this.deps.metrics.observeRequest(req.method ?? 'GET', route, res.statusCode, (performance.now() - started) / 1000);
+    });
     // Every answer tells the client where all managers are, so it can go to another when this one is lost.
     res.setHeader(MANAGERS_HEADER, this.deps.managers.addresses().join(','));
-    void this.dispatch(req, res, ctl.signal).catch((e: unknown) =>
+    void this.dispatch(req, res, ctl.signal, (pattern) => (route = pattern)).catch((e: unknown) =>
       sendError(res, e, (err) => this.deps.logger.error('request failed', { method: req.method, url: req.url, error: err })),
     );
   };
 
-  private async dispatch(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
+  private async dispatch(req: IncomingMessage, res: ServerResponse, signal: AbortSignal, onRoute: (pattern: string) => void): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (!PUBLIC_PATHS.has(url.pathname)) this.authenticate(req);
     const m = this.router.match(req.method ?? 'GET', url.pathname);
+    if ('pattern' in m) onRoute(m.pattern);
+    if (!PUBLIC_PATHS.has(url.pathname)) this.authenticate(req);
     if ('error' in m) throw m.error;
     await m.handler({ req, res, params: m.params, query: url.searchParams, signal });
   }
@@ -198,6 +221,21 @@ export class Api {
     return t;
   }
 
+  /** What `service logs REF` reads, like docker: a service's tasks (id, name, prefix), else one task (id or unique prefix). */
+  private logTasks(ref: string | undefined): Task[] {
+    try {
+      return this.deps.cache.tasksOfService(this.service(ref).id);
+    } catch (e) {
+      if (!(e instanceof ShoalError && e.code === 'not_found')) throw e;
+    }
+    const r = ref ?? '';
+    const byId = this.deps.cache.get('task', r);
+    const found = byId ? [byId] : r.length >= 3 ? this.deps.cache.list('task').filter((t) => t.id.startsWith(r)) : [];
+    if (found.length > 1) throw new ShoalError('invalid_argument', `task reference '${r}' is ambiguous: it matches ${found.length} task ids`);
+    if (found.length === 0) throw notFound(`service or task '${r}'`);
+    return found;
+  }
+
   private nodes(): Map<string, Node> {
     return new Map(this.deps.cache.list('node').map((n) => [n.id, n]));
   }
@@ -257,6 +295,43 @@ export class Api {
     sendJson(c.res, 200, updated);
   }
 
+  /**
+   * Replaces a service's spec. A changed task template starts a rolling update (the controller replaces the tasks
+   * per the update config) and keeps the old spec for `service rollback`; other changes (replicas, labels, update
+   * settings) apply at once.
+   */
+  private async updateService(c: RequestContext): Promise<void> {
+    const parsed = serviceUpdateSchema.safeParse(await readJson(c.req));
+    if (!parsed.success) throw fromZod(parsed.error, 'service update');
+    const { spec, version } = parsed.data;
+    const updated = await this.retryOnConflict(async () => {
+      const s = this.service(c.params.ref);
+      if (version !== undefined && version !== s.meta.version) {
+        throw new ShoalError('conflict', `service '${s.spec.name}' is at version ${s.meta.version}, not ${version}: it changed since you read it`, { violations: [{ field: 'version', reason: 'stale' }] });
+      }
+      if (spec.name !== s.spec.name) throw invalid('spec.name', `a service cannot be renamed (it is '${s.spec.name}')`);
+      if ('global' in spec.mode !== 'global' in s.spec.mode) throw invalid('spec.mode', 'a service cannot change between replicated and global; remove it and create it again');
+      const next: Service = taskTemplateChanged(s.spec, spec)
+        ? { ...s, spec, previousSpec: s.spec, updateStatus: { state: 'updating', startedAt: isoNow(this.deps.clock), message: 'update in progress' } }
+        : { ...s, spec };
+      return (await this.commit([{ op: 'update', object: next }], c.signal))[0] as Service;
+    });
+    this.deps.logger.info('service updated', { service: updated.spec.name, update: updated.updateStatus?.state ?? 'none' });
+    sendJson(c.res, 200, updated);
+  }
+
+  /** Returns a service to its previous spec, replacing its tasks per its rollback config. */
+  private async rollbackService(c: RequestContext): Promise<void> {
+    const updated = await this.retryOnConflict(async () => {
+      const s = this.service(c.params.ref);
+      if (!s.previousSpec) throw new ShoalError('failed_precondition', `service '${s.spec.name}' has no previous spec to roll back to (it was never updated)`);
+      const next: Service = { ...s, spec: s.previousSpec, previousSpec: s.spec, updateStatus: { state: 'rollback_started', startedAt: isoNow(this.deps.clock), message: 'rollback requested' } };
+      return (await this.commit([{ op: 'update', object: next }], c.signal))[0] as Service;
+    });
+    this.deps.logger.info('service rolled back', { service: updated.spec.name });
+    sendJson(c.res, 200, updated);
+  }
+
   private async removeService(c: RequestContext): Promise<void> {
     const removed = await this.retryOnConflict(async () => {
       const s = this.service(c.params.ref);
@@ -277,7 +352,7 @@ export class Api {
     const ref = c.params.ref ?? '';
     // A removed service's tasks stay visible by its id until the last one is gone (what `service rm` waits for).
     const s = cache.tasksOfService(ref).length > 0 && !cache.get('service', ref) ? { id: ref } : this.service(ref);
-    const rows = (): string => JSON.stringify(taskRows(cache.tasksOfService(s.id), this.nodes()));
+    const rows = (): string => JSON.stringify(taskRows(cache.tasksOfService(s.id), this.nodes(), cache.get('service', s.id)));
     if (c.query.get('watch') !== '1' && c.query.get('watch') !== 'true') {
       c.res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
       c.res.end(rows());
@@ -317,20 +392,20 @@ export class Api {
 
   /** Logs of a service's tasks as NDJSON LogEntry lines, relayed from the nodes that hold the containers. */
   private async serviceLogs(c: RequestContext): Promise<void> {
-    const s = this.service(c.params.ref);
+    const tasks = this.logTasks(c.params.ref).filter((t) => t.status.containerId !== '' && t.nodeId !== '');
     this.requireLeader(c, 'log streams are relayed by the leading manager, which holds the nodes\' sessions');
-    const follow = c.query.get('follow') === '1' || c.query.get('follow') === 'true';
+    const follow = queryFlag(c.query, 'follow');
     const tailText = c.query.get('tail');
     const tail = tailText === null || tailText === 'all' ? undefined : Number(tailText);
     if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw invalid('tail', `'${tailText}' is not a line count (a whole number or 'all')`);
+    const since = parseTimeQuery(c.query.get('since'), this.deps.clock.now(), 'since');
     const nodes = this.nodes();
-    const tasks = this.deps.cache.tasksOfService(s.id).filter((t) => t.status.containerId !== '' && t.nodeId !== '');
     c.res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
     await Promise.all(
       tasks.map(async (t) => {
         const node = nodes.get(t.nodeId)?.description.hostname ?? t.nodeId;
         try {
-          const opts = { follow, signal: c.signal, ...(tail === undefined ? {} : { tail }) };
+          const opts = { follow, signal: c.signal, ...(tail === undefined ? {} : { tail }), ...(since === undefined ? {} : { since }) };
           for await (const l of this.deps.logs.taskLogs(t, opts)) {
             const entry: LogEntry = { taskId: t.id, serviceName: t.serviceName, slot: t.slot, nodeId: t.nodeId, node, stream: l.stream, line: l.line, ...(l.time === undefined ? {} : { time: l.time }) };
             c.res.write(JSON.stringify(entry) + '\n');

@@ -1,6 +1,6 @@
 // Views: the stable listing rows the API returns, computed from stored objects.
 
-import type { Node, Service, Task } from '../core/index.js';
+import { canonicalJson, type Node, type Service, type Task } from '../core/index.js';
 import type { NodeListItem, ServiceListItem, TaskListItem } from '../protocol/index.js';
 
 export const serviceRow = (s: Service, tasks: Task[]): ServiceListItem => {
@@ -17,7 +17,8 @@ export const serviceRow = (s: Service, tasks: Task[]): ServiceListItem => {
   };
 };
 
-export const taskRow = (t: Task, nodes: ReadonlyMap<string, Node>): TaskListItem => ({
+/** `template`: canonical JSON of the service's task template, to say whether the task runs the current spec. */
+export const taskRow = (t: Task, nodes: ReadonlyMap<string, Node>, template?: string): TaskListItem => ({
   id: t.id,
   serviceName: t.serviceName,
   slot: t.slot,
@@ -29,13 +30,17 @@ export const taskRow = (t: Task, nodes: ReadonlyMap<string, Node>): TaskListItem
   createdAt: t.meta.createdAt,
   message: t.status.state === 'pending' && t.schedulingMessage ? t.schedulingMessage : t.status.message,
   node: nodes.get(t.nodeId)?.description.hostname ?? '',
+  image: t.spec.container.image,
+  ...(template === undefined ? {} : { upToDate: canonicalJson(t.spec) === template }),
 });
 
 /** Tasks of a service as `service ps` shows them: by slot, newest first within a slot. */
-export const taskRows = (tasks: Task[], nodes: ReadonlyMap<string, Node>): TaskListItem[] =>
-  [...tasks]
+export const taskRows = (tasks: Task[], nodes: ReadonlyMap<string, Node>, service?: Service): TaskListItem[] => {
+  const template = service ? canonicalJson(service.spec.task) : undefined;
+  return [...tasks]
     .sort((a, b) => a.slot - b.slot || a.nodeId.localeCompare(b.nodeId) || b.meta.createdAt.localeCompare(a.meta.createdAt))
-    .map((t) => taskRow(t, nodes));
+    .map((t) => taskRow(t, nodes, template));
+};
 
 /** A node as `node ls` shows it; managers say whether they lead, and otherwise whether they are reachable. */
 export const nodeRow = (n: Node, leaderId: string | undefined): NodeListItem => ({

@@ -7,7 +7,7 @@
 
 import { request, Agent } from 'node:https';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import { API_PREFIX, LEADER_HEADER, MANAGERS_HEADER, MANAGER_TLS_NAME, type ClusterStatusResponse, type ClusterUpdateRequest, type NodeUpdateRequest, type ErrorBody, type InfoResponse, type LogEntry, type NodeListItem, type ServiceListItem, type ServiceSpecInput, type TaskListItem } from '../protocol/index.js';
+import { API_PREFIX, EVENTS_HISTORY_HEADER, LEADER_HEADER, MANAGERS_HEADER, MANAGER_TLS_NAME, type ClusterEvent, type ClusterStatusResponse, type ClusterUpdateRequest, type NodeUpdateRequest, type ErrorBody, type InfoResponse, type LogEntry, type NodeListItem, type ServiceListItem, type ServiceSpecInput, type TaskListItem } from '../protocol/index.js';
 import { ShoalError, type Cluster, type Node, type Service } from '../core/index.js';
 import { parseManagerList, sameList } from '../agent/managers.js';
 
@@ -225,9 +225,10 @@ export class ShoalClient {
     return JSON.parse(await readAll(await this.fetch({ method, path, body, signal }))) as T;
   }
 
-  /** Reads an NDJSON response line by line. */
-  private async *ndjson<T>(path: string, signal?: AbortSignal): AsyncGenerator<T> {
+  /** Reads an NDJSON response line by line; `onHeaders` sees the response's headers before the first line. */
+  private async *ndjson<T>(path: string, signal?: AbortSignal, onHeaders?: (headers: IncomingHttpHeaders) => void): AsyncGenerator<T> {
     const res = await this.fetch({ method: 'GET', path, signal, stream: true });
+    onHeaders?.(res.headers);
     let buf = '';
     try {
       for await (const chunk of res as AsyncIterable<Buffer>) {
@@ -277,6 +278,15 @@ export class ShoalClient {
     return this.json('DELETE', `/services/${encodeURIComponent(ref)}`);
   }
 
+  /** Replaces the spec (a changed task template starts a rolling update); with `version`, a compare-and-set. */
+  updateService(ref: string, spec: ServiceSpecInput, version?: number): Promise<Service> {
+    return this.json('POST', `/services/${encodeURIComponent(ref)}/update`, version === undefined ? { spec } : { spec, version });
+  }
+
+  rollbackService(ref: string): Promise<Service> {
+    return this.json('POST', `/services/${encodeURIComponent(ref)}/rollback`, {});
+  }
+
   /** With `version`, a compare-and-set: refused (409 conflict) unless the service is still at that version. */
   scaleService(ref: string, replicas: number, version?: number): Promise<Service> {
     return this.json('POST', `/services/${encodeURIComponent(ref)}/scale`, version === undefined ? { replicas } : { replicas, version });
@@ -291,11 +301,33 @@ export class ShoalClient {
     return this.ndjson(`/services/${encodeURIComponent(ref)}/tasks?watch=1`, signal);
   }
 
-  serviceLogs(ref: string, opts: { follow?: boolean; tail?: number; signal?: AbortSignal } = {}): AsyncGenerator<LogEntry> {
+  /**
+   * Log lines of a service's tasks, or of one task when `ref` names a task. `since`: RFC 3339, Unix seconds, or a
+   * duration before now (10m).
+   */
+  serviceLogs(ref: string, opts: { follow?: boolean; tail?: number; since?: string; signal?: AbortSignal } = {}): AsyncGenerator<LogEntry> {
     const q = new URLSearchParams();
     if (opts.follow) q.set('follow', '1');
     if (opts.tail !== undefined) q.set('tail', String(opts.tail));
+    if (opts.since !== undefined) q.set('since', opts.since);
     return this.ndjson(`/services/${encodeURIComponent(ref)}/logs?${q.toString()}`, opts.signal);
+  }
+
+  /**
+   * Cluster events: the manager's history from `since` (RFC 3339, Unix seconds, or a duration before now), then with
+   * `follow` new events until `until` or the signal aborts. `onHistoryStart` gets the time from which the manager's
+   * history is complete (it keeps events since it started). `filters`: `type=service|task|node`, any of them.
+   */
+  events(opts: { since?: string; until?: string; filters?: string[]; follow?: boolean; signal?: AbortSignal; onHistoryStart?: (iso: string) => void } = {}): AsyncGenerator<ClusterEvent> {
+    const q = new URLSearchParams();
+    if (opts.since !== undefined) q.set('since', opts.since);
+    if (opts.until !== undefined) q.set('until', opts.until);
+    for (const f of opts.filters ?? []) q.append('filter', f);
+    if (opts.follow) q.set('follow', '1');
+    return this.ndjson(`/events?${q.toString()}`, opts.signal, (h) => {
+      const start = h[EVENTS_HISTORY_HEADER];
+      if (typeof start === 'string') opts.onHistoryStart?.(start);
+    });
   }
 
   listNodes(): Promise<NodeListItem[]> {

@@ -1,6 +1,7 @@
 // Waiting for a service to converge (or to be gone), as `service create`, `scale` and `rm` do, with the reasons
 // a service cannot converge: a rejected task, a slot whose restarts gave up, no suitable node, repeated failures.
 
+import type { Service, UpdateStatus } from '../core/index.js';
 import type { TaskListItem } from '../protocol/index.js';
 import type { ShoalClient } from './client.js';
 
@@ -133,5 +134,39 @@ export const waitRemoved = async (client: ShoalClient, ref: string, opts: { time
     // The service and its tasks were already gone before we started watching.
     if ((e as { code?: string }).code === 'not_found') return;
     throw e;
+  }
+};
+
+export interface UpdateProgress {
+  /** Live tasks that run the current spec and are running. */
+  updated: number;
+  total: number;
+  state: UpdateStatus['state'];
+  message: string;
+}
+
+/**
+ * Follows a service's rolling update (or rollback) until it ends: resolves when it completed as `expect`ed; throws a
+ * ConvergeError saying why when it paused, or when an update ended rolled back (its failure action).
+ */
+export const waitUpdated = async (
+  client: ShoalClient,
+  ref: string,
+  opts: { expect: 'update' | 'rollback'; onProgress?: (p: UpdateProgress) => void; timeoutMs?: number },
+): Promise<Service> => {
+  const deadline = Date.now() + (opts.timeoutMs ?? 600_000);
+  for (;;) {
+    const s = await client.inspectService(ref);
+    const st = s.updateStatus;
+    const tasks = (await client.serviceTasks(ref)).filter(live);
+    const total = 'replicated' in s.spec.mode ? s.spec.mode.replicated.replicas : tasks.length;
+    const updated = tasks.filter((t) => t.upToDate === true && t.state === 'running').length;
+    const state = st?.state ?? 'completed';
+    opts.onProgress?.({ updated, total, state, message: st?.message ?? '' });
+    if (state === (opts.expect === 'update' ? 'completed' : 'rollback_completed')) return s;
+    if (state === 'paused' || state === 'rollback_paused') throw new ConvergeError(st?.message ?? state);
+    if (state === 'rollback_completed') throw new ConvergeError(`the update failed and was rolled back: ${st?.message ?? ''}`);
+    if (Date.now() > deadline) throw new ConvergeError(`the ${opts.expect} of ${ref} did not finish within ${(opts.timeoutMs ?? 600_000) / 1000}s (${state}: ${updated}/${total} updated)`);
+    await new Promise((r) => setTimeout(r, 250));
   }
 };

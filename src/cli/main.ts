@@ -6,6 +6,7 @@ import { ShoalError } from '../core/index.js';
 import { VERSION } from '../manager/version.js';
 import { ApiError } from './client.js';
 import { registerClusterCommands } from './commands/cluster.js';
+import { registerEventsCommand } from './commands/events.js';
 import { registerClusterSettingsCommands, registerNodeCommands, registerServiceCommands } from './commands/service.js';
 
 const program = new Command('shoal')
@@ -20,6 +21,7 @@ registerClusterCommands(program);
 registerServiceCommands(program);
 registerNodeCommands(program);
 registerClusterSettingsCommands(program);
+registerEventsCommand(program);
 
 /** Prints an error the way a user can act on it: what failed, and each field that was wrong. */
 const report = (e: unknown): number => {

@@ -69,4 +69,33 @@ describe('specFromFlags', () => {
     failsOn({ label: ['=x'] }, '--label', /empty key/);
     failsOn({ placementPref: ['zone'] }, '--placement-pref', /spread=node\.labels\.KEY/);
   });
+
+  it('takes a health check as docker service create does: --health-cmd is CMD-SHELL, timings with their units', () => {
+    const parsed = serviceSpecSchema.parse(
+      specFromFlags('img', [], flags({ healthCmd: 'wget -q -O- localhost:8080/ready', healthInterval: '2s', healthTimeout: '500ms', healthRetries: '5', healthStartPeriod: '1m' })),
+    );
+    assert.deepEqual(parsed.task.container.healthcheck, { test: ['CMD-SHELL', 'wget -q -O- localhost:8080/ready'], intervalMs: 2000, timeoutMs: 500, retries: 5, startPeriodMs: 60_000 });
+    // Only the command: the API fills in Docker's defaults.
+    const plain = serviceSpecSchema.parse(specFromFlags('img', [], flags({ healthCmd: 'true' })));
+    assert.deepEqual(plain.task.container.healthcheck, { test: ['CMD-SHELL', 'true'], intervalMs: 30_000, timeoutMs: 30_000, retries: 3, startPeriodMs: 0 });
+  });
+
+  it("applies timings without --health-cmd to the image's own check, turns checks off with --no-healthcheck, and leaves them to the image without flags", () => {
+    const timings = serviceSpecSchema.parse(specFromFlags('img', [], flags({ healthInterval: '1s', healthRetries: '2' })));
+    assert.deepEqual(timings.task.container.healthcheck, { test: [], intervalMs: 1000, timeoutMs: 30_000, retries: 2, startPeriodMs: 0 });
+    const off = serviceSpecSchema.parse(specFromFlags('img', [], flags({ healthcheck: false })));
+    assert.deepEqual(off.task.container.healthcheck?.test, ['NONE']);
+    const none = serviceSpecSchema.parse(specFromFlags('img', [], flags({ healthcheck: true })));
+    assert.equal(none.task.container.healthcheck, undefined);
+  });
+
+  it('names the health flag and the reason for every bad value or combination', () => {
+    failsOn({ healthcheck: false, healthCmd: 'true' }, '--no-healthcheck', /conflicts with the --health-\* flags/);
+    failsOn({ healthcheck: false, healthStartPeriod: '5s' }, '--no-healthcheck', /conflicts/);
+    failsOn({ healthCmd: '  ' }, '--health-cmd', /empty/);
+    failsOn({ healthCmd: 'true', healthInterval: 'often' }, '--health-interval', /not a duration/);
+    failsOn({ healthCmd: 'true', healthTimeout: '-1s' }, '--health-timeout', /not a duration/);
+    failsOn({ healthCmd: 'true', healthRetries: 'three' }, '--health-retries', /whole number/);
+    failsOn({ healthCmd: 'true', healthStartPeriod: '1 minute' }, '--health-start-period', /not a duration/);
+  });
 });

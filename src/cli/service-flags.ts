@@ -3,7 +3,7 @@
 import { ShoalError, invalid, parseBytes, parseConstraint, parseCpus, parseDuration } from '../core/index.js';
 import type { ServiceSpecInput } from '../protocol/index.js';
 
-export interface CreateFlags {
+export interface CreateFlags extends HealthFlags {
   name?: string;
   mode?: string;
   replicas?: string;
@@ -22,6 +22,41 @@ export interface CreateFlags {
   placementPref: string[];
   stopGracePeriod?: string;
 }
+
+/** `--health-cmd`, `--health-interval`, `--health-timeout`, `--health-retries`, `--health-start-period`, `--no-healthcheck`. */
+export interface HealthFlags {
+  healthCmd?: string;
+  healthInterval?: string;
+  healthTimeout?: string;
+  healthRetries?: string;
+  healthStartPeriod?: string;
+  /** false with --no-healthcheck (commander's name for a --no-X flag is X). */
+  healthcheck?: boolean;
+}
+
+type HealthCheckInput = NonNullable<ServiceSpecInput['task']['container']['healthcheck']>;
+
+/**
+ * The health check the flags ask for, as `docker service create` reads them: --health-cmd runs with /bin/sh -c
+ * (CMD-SHELL); timings without --health-cmd apply to the image's own check (an empty test); --no-healthcheck turns
+ * checks off, the image's too, and goes with no other health flag. Undefined: no health flag, the image decides.
+ */
+export const healthFromFlags = (f: HealthFlags): HealthCheckInput | undefined => {
+  const timings = {
+    ...defined('intervalMs', opt(f.healthInterval, (s) => parseDuration(s, '--health-interval'))),
+    ...defined('timeoutMs', opt(f.healthTimeout, (s) => parseDuration(s, '--health-timeout'))),
+    ...defined('retries', opt(f.healthRetries, (s) => parseCount(s, '--health-retries'))),
+    ...defined('startPeriodMs', opt(f.healthStartPeriod, (s) => parseDuration(s, '--health-start-period'))),
+  };
+  const given = f.healthCmd !== undefined || Object.keys(timings).length > 0;
+  if (f.healthcheck === false) {
+    if (given) throw invalid('--no-healthcheck', 'conflicts with the --health-* flags');
+    return { test: ['NONE'] };
+  }
+  if (!given) return undefined;
+  if (f.healthCmd?.trim() === '') throw invalid('--health-cmd', 'the command is empty');
+  return { test: f.healthCmd === undefined ? [] : ['CMD-SHELL', f.healthCmd], ...timings };
+};
 
 /** A whole number ≥ 0, or an error naming the flag. */
 export const parseCount = (text: string, flag: string): number => {
@@ -52,7 +87,6 @@ export const specFromFlags = (image: string, args: string[], f: CreateFlags): Se
   if (cond !== undefined && !(RESTART_CONDITIONS as readonly string[]).includes(cond)) {
     throw invalid('--restart-condition', `'${cond}' is not one of ${RESTART_CONDITIONS.join(', ')}`);
   }
-  const opt = <T>(v: string | undefined, parse: (s: string) => T): T | undefined => (v === undefined ? undefined : parse(v));
   const restart = {
     ...(cond === undefined ? {} : { condition: cond as (typeof RESTART_CONDITIONS)[number] }),
     ...defined('delayMs', opt(f.restartDelay, (s) => parseDuration(s, '--restart-delay'))),
@@ -87,6 +121,7 @@ export const specFromFlags = (image: string, args: string[], f: CreateFlags): Se
         env: f.env,
         labels: parsePairs(f.containerLabel, '--container-label'),
         ...defined('stopGracePeriodMs', opt(f.stopGracePeriod, (s) => parseDuration(s, '--stop-grace-period'))),
+        ...defined('healthcheck', healthFromFlags(f)),
       },
       resources,
       restartPolicy: restart,
@@ -103,3 +138,5 @@ const parsePreference = (text: string): { spread: string } => {
 };
 
 const defined = <K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } => (v === undefined ? {} : ({ [key]: v } as { [P in K]: V }));
+
+const opt = <T>(v: string | undefined, parse: (s: string) => T): T | undefined => (v === undefined ? undefined : parse(v));

@@ -4,3 +4,4 @@ export * from './objects.js';
 export * from './task-state.js';
 export * from './constraints.js';
 export * from './units.js';
+export * from './spec.js';

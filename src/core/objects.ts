@@ -130,8 +130,9 @@ export interface Constraint {
 }
 
 /**
- * A container health check, as Docker's HEALTHCHECK: `test` is ['CMD', prog, ...args], ['CMD-SHELL', 'command'] or
- * ['NONE'] (turns off the image's own check). A task with a check counts as running only once healthy.
+ * A container health check, as Docker's HEALTHCHECK: `test` is ['CMD', prog, ...args], ['CMD-SHELL', 'command'],
+ * ['NONE'] (turns off the image's own check) or [] (the image's own test, with these timings). A task with a check
+ * counts as running only once healthy.
  */
 export interface HealthCheck {
   test: string[];

@@ -13,7 +13,9 @@ import { systemClock } from '../lib/clock.js';
 import { sleep } from '../lib/abort.js';
 import { newId } from '../lib/ids.js';
 import type { Logger } from '../lib/logger.js';
+import { EventLog } from '../api/events.js';
 import { Api, type LogSource, type ManagerView } from '../api/server.js';
+import { ShoalMetrics } from '../api/shoal-metrics.js';
 import { ShoalError } from '../core/index.js';
 import { NodeHealth, SchedulingLoop, ServiceController, type ControllerContext } from '../reconcile/index.js';
 import { Cache, openStore, type Store, type Term } from '../store/index.js';
@@ -56,6 +58,8 @@ class Managers implements ManagerView {
   leader: string | undefined;
   /** The dispatcher of the term this manager leads now. */
   dispatcher: Dispatcher | undefined;
+  /** The service controller of that term (its queue depth is a metric). */
+  services: ServiceController | undefined;
 
   constructor(private readonly cache: Cache) {}
 
@@ -94,6 +98,7 @@ export const startManager = async (opts: ManagerOptions): Promise<Manager> => {
     const tls = readNodeTls(opts.dataDir);
     const managers = new Managers(cache);
     const ca = readCa(opts.dataDir);
+    const metrics = new ShoalMetrics({ cache, leading: () => managers.dispatcher !== undefined, queueDepth: () => managers.services?.queue.depth ?? 0 });
     // Log streams are relayed over the sessions, which only the leader holds (the API refuses them elsewhere).
     const logs: LogSource = {
       taskLogs: (task, o) => {
@@ -114,6 +119,8 @@ export const startManager = async (opts: ManagerOptions): Promise<Manager> => {
       version: VERSION,
       storeName: dd.config.store === undefined ? 'sqlite' : 'etcd',
       managers,
+      events: new EventLog(cache, clock),
+      metrics,
       ...(dd.config.store === undefined ? {} : { storeUrl: dd.config.store }),
     });
     // One TLS listener for the API and the agent sessions. Client certificates are asked for but not required here:
@@ -157,10 +164,20 @@ export const startManager = async (opts: ManagerOptions): Promise<Manager> => {
       });
       const health = new NodeHealth(ctx, dispatcher);
       dispatcher.run(signal);
+      const services = new ServiceController(ctx);
       managers.dispatcher = dispatcher;
+      managers.services = services;
       // From the moment the term ends, sessions are refused (the loops may take a moment longer to wind down).
-      signal.addEventListener('abort', () => (managers.dispatcher = managers.dispatcher === dispatcher ? undefined : managers.dispatcher), { once: true });
-      return Promise.allSettled([new ServiceController(ctx).run(signal), new SchedulingLoop(ctx).run(signal), health.run(signal)]).then(() => undefined);
+      signal.addEventListener(
+        'abort',
+        () => {
+          if (managers.dispatcher === dispatcher) managers.dispatcher = undefined;
+          if (managers.services === services) managers.services = undefined;
+        },
+        { once: true },
+      );
+      const scheduling = new SchedulingLoop(ctx, { onAssigned: (ms) => metrics.observeSchedulingWait(ms) });
+      return Promise.allSettled([services.run(signal), scheduling.run(signal), health.run(signal)]).then(() => undefined);
     };
     tasks.push(runLeadership({ store, nodeId, managers, logger, lead }, ctl.signal));
 

@@ -45,9 +45,9 @@ const healthcheck = z
   .object({
     test: z
       .array(z.string())
-      .min(1, "a test is ['CMD', prog, args...], ['CMD-SHELL', command] or ['NONE']")
-      .refine((t) => (t[0] === 'NONE' && t.length === 1) || (t[0] === 'CMD' && t.length >= 2) || (t[0] === 'CMD-SHELL' && t.length === 2), {
-        message: "a test is ['CMD', prog, args...], ['CMD-SHELL', command] or ['NONE']",
+      // [] keeps the image's own test (with these timings), as Docker's --health-interval without --health-cmd does.
+      .refine((t) => t.length === 0 || (t[0] === 'NONE' && t.length === 1) || (t[0] === 'CMD' && t.length >= 2) || (t[0] === 'CMD-SHELL' && t.length === 2), {
+        message: "a test is ['CMD', prog, args...], ['CMD-SHELL', command], ['NONE'], or [] for the image's own",
       }),
     intervalMs: nonNegInt.max(24 * 3_600_000).default(30_000),
     timeoutMs: nonNegInt.max(3_600_000).default(30_000),
@@ -132,6 +132,13 @@ export const serviceSpecSchema = z
   });
 
 export type ServiceSpecInput = z.input<typeof serviceSpecSchema>;
+
+/**
+ * `POST /v1/services/:ref/update`: the whole new spec (what `service inspect` shows, changed), like Docker's service
+ * update. With `version`, a compare-and-set: refused (409) unless the service is still at that version.
+ */
+export const serviceUpdateSchema = z.object({ spec: serviceSpecSchema, version: z.number().int().min(1).optional() }).strict();
+export type ServiceUpdateRequest = z.input<typeof serviceUpdateSchema>;
 
 // Compile-time check that the schema produces exactly a ServiceSpec.
 const _specMatches = (s: z.output<typeof serviceSpecSchema>): ServiceSpec => s;
@@ -246,6 +253,9 @@ export interface TaskListItem {
   message: string;
   /** Hostname of the node, for display. */
   node: string;
+  image: string;
+  /** Whether the task runs the service's current spec (absent once the service is removed). */
+  upToDate?: boolean;
 }
 
 /** `shoal node ls --format json` rows. */
@@ -271,6 +281,37 @@ export interface LogEntry {
   time?: string;
   line: string;
 }
+
+/** What a cluster event is about. */
+export type ClusterEventType = 'service' | 'task' | 'node';
+
+/**
+ * What happened:
+ * - create, update, remove: the object was added, its spec (or a service's update state) changed, it was deleted;
+ * - state: a task's current state changed (attributes `state`, `state.old`);
+ * - desired: a task's desired state changed (attributes `desiredState`, `desiredState.old`);
+ * - up, down: a node's status became ready, or left ready (attributes `state`, `state.old`).
+ */
+export type ClusterEventAction = 'create' | 'update' | 'remove' | 'state' | 'desired' | 'up' | 'down';
+
+/** One line of `GET /v1/events` (NDJSON) and of `shoal events --format json`. */
+export interface ClusterEvent {
+  /** Store revision of the change: events are in its order (one write may make several events). */
+  revision: number;
+  /** ISO time of the change: the write's time, or for a removal the time this manager saw it. */
+  time: string;
+  type: ClusterEventType;
+  action: ClusterEventAction;
+  /** Id of the service, task or node. */
+  id: string;
+  /** Service name; task `service.slot` (a global service's: `service.nodeid`); node hostname. */
+  name: string;
+  /** Details, e.g. a task's service, slot, node, state and error; `X.old` beside `X` for what changed. */
+  attributes: Record<string, string>;
+}
+
+/** Response header of `GET /v1/events`: ISO time from which the manager's event history is complete. */
+export const EVENTS_HISTORY_HEADER = 'shoal-events-history-start';
 
 /** `GET /v1/cluster/status`: who leads, the managers, and the health of the store's members. */
 export interface ClusterStatusResponse {

@@ -15,6 +15,14 @@ export interface SchedulingStats {
   latenciesMs: number[];
 }
 
+export interface SchedulingLoopOptions {
+  /**
+   * Called for each task assigned (once its assignment is written) with how long it waited, in ms, since it became
+   * pending: the observer hook for metrics, which this layer does not know.
+   */
+  onAssigned?: (waitedMs: number) => void;
+}
+
 const wantsNode = (t: Task): boolean => t.status.state === 'pending' && isLive(t);
 
 export class SchedulingLoop {
@@ -23,7 +31,10 @@ export class SchedulingLoop {
   private dirty = true;
   private wake: (() => void) | undefined;
 
-  constructor(private readonly ctx: ControllerContext) {}
+  constructor(
+    private readonly ctx: ControllerContext,
+    private readonly opts: SchedulingLoopOptions = {},
+  ) {}
 
   async run(signal: AbortSignal): Promise<void> {
     const { cache } = this.ctx;
@@ -119,8 +130,20 @@ export class SchedulingLoop {
     }
     if (ops.length === 0) return;
     await commitAndWait(this.ctx, ops, signal);
+    this.observeWaits(plan.assignments.map((a) => byId.get(a.taskId)));
     this.stats.placed += plan.assignments.length;
     this.stats.batches++;
+  }
+
+  /** A pending task's status timestamp is when it became pending (only its message changes while it waits). */
+  private observeWaits(assigned: (Task | undefined)[]): void {
+    const { onAssigned } = this.opts;
+    if (!onAssigned) return;
+    const now = this.ctx.clock.now();
+    for (const t of assigned) {
+      const since = t ? Date.parse(t.status.timestamp) : NaN;
+      if (!Number.isNaN(since)) onAssigned(now - since);
+    }
   }
 
   private recordLatency(ms: number): void {

@@ -71,6 +71,9 @@ export class ServiceController {
       newId: this.ctx.newId,
     });
     const ops: Op[] = [
+      // The service first: an update status written with compare-and-set fails the whole first commit if the
+      // service changed meanwhile, and the plan is made again from the new spec.
+      ...(plan.service ? [{ op: 'update', object: plan.service } satisfies Op] : []),
       ...plan.create.map((object): Op => ({ op: 'create', object })),
       ...plan.update.map((object): Op => ({ op: 'update', object })),
       ...plan.delete.map((t): Op => ({ op: 'delete', kind: 'task', id: t.id, version: t.meta.version })),

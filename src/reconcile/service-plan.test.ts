@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { TASK_STATES, isTerminal } from '../core/index.js';
-import type { DesiredState, Node, RestartPolicy, Service, Task, TaskState } from '../core/index.js';
+import { DEFAULT_UPDATE_CONFIG, TASK_STATES, isTerminal } from '../core/index.js';
+import type { DesiredState, Node, RestartPolicy, Service, Task, TaskState, UpdateConfig, UpdateStatus } from '../core/index.js';
 import { makeNode } from '../scheduler/testing.js';
 import { isLive, planService } from './service-plan.js';
 import type { ServicePlan, ServicePlanInput } from './service-plan.js';
@@ -511,5 +511,99 @@ describe('planService: global services', () => {
     const p = plan({ service: globalService(), tasks: [task('a', { slot: 0, nodeId: 'n1', state: 'failed' }), task('b', { slot: 0, nodeId: 'n2' })] });
     assert.deepEqual(p.create.map((t) => t.nodeId), ['n1']);
     assert.deepEqual(p.update.map((t) => [t.id, t.desiredState]), [['a', 'shutdown']]);
+  });
+});
+
+describe('planService: rolling updates', () => {
+  const STARTED = NOW - 60_000;
+  /** A service whose image changed (busybox → busybox:2) and that is updating with `config`. */
+  const updating = (config: Partial<UpdateConfig> = {}, opts: { replicas?: number; state?: UpdateStatus['state'] } = {}): Service => {
+    const old = makeService({ replicas: opts.replicas ?? 4 });
+    const spec = { ...old.spec, task: { ...old.spec.task, container: { ...old.spec.task.container, image: 'busybox:2' } } };
+    return {
+      ...old,
+      spec: { ...spec, updateConfig: { ...DEFAULT_UPDATE_CONFIG, monitorMs: 5000, ...config } },
+      previousSpec: old.spec,
+      updateStatus: { state: opts.state ?? 'updating', startedAt: iso(STARTED), message: '' },
+    };
+  };
+  /** A task made from the updated spec. */
+  const fresh = (service: Service, id: string, o: TaskOpts = {}): Task => ({ ...task(id, o), spec: service.spec.task });
+  const olds = (n: number): Task[] => Array.from({ length: n }, (_, i) => task(`o${i + 1}`, { slot: i + 1 }));
+
+  it('stop-first: replaces `parallelism` tasks at a time, the new ones prepared until the old ones have stopped', () => {
+    const service = updating({ parallelism: 2 });
+    const p = plan({ service, tasks: olds(4) });
+    assert.deepEqual(desiredOf(p), { o1: 'shutdown', o2: 'shutdown' });
+    assert.deepEqual(p.create.map((t) => [t.slot, t.desiredState, t.spec.container.image]), [[1, 'ready', 'busybox:2'], [2, 'ready', 'busybox:2']]);
+    assert.equal(p.service, undefined, 'the update goes on');
+    // While the old task still runs, its replacement waits; once it has stopped, the replacement starts.
+    const waiting = [task('o1', { slot: 1, desired: 'shutdown' }), { ...fresh(service, 'n1', { slot: 1, state: 'preparing' }), desiredState: 'ready' as const }, ...olds(4).slice(1)];
+    assert.equal(desiredOf(plan({ service, tasks: waiting })).n1, undefined);
+    const stopped = [task('o1', { slot: 1, desired: 'shutdown', state: 'shutdown' }), ...waiting.slice(1)];
+    assert.equal(desiredOf(plan({ service, tasks: stopped })).n1, 'running');
+  });
+
+  it('starts the next batch once the new tasks have run for the monitor period, then after the delay', () => {
+    const service = updating({ parallelism: 2, delayMs: 10_000 });
+    const batch = (at: number): Task[] => [fresh(service, 'n1', { slot: 1, at }), fresh(service, 'n2', { slot: 2, at }), ...olds(4).slice(2)];
+    const monitoring = plan({ service, tasks: batch(NOW - 1000) });
+    assert.deepEqual(monitoring.create, [], 'the new tasks are still being watched');
+    assert.equal(monitoring.requeueAfterMs, 4000);
+    const delayed = plan({ service, tasks: batch(NOW - 8000) });
+    assert.deepEqual(delayed.create, [], 'settled 3 s ago: the 10 s delay is not over');
+    assert.equal(delayed.requeueAfterMs, 7000);
+    const next = plan({ service, tasks: batch(NOW - 20_000) });
+    assert.deepEqual(next.create.map((t) => t.slot), [3, 4]);
+  });
+
+  it('start-first: the new task starts beside the old one, which stops once the new one runs', () => {
+    const service = updating({ parallelism: 1, order: 'start-first' }, { replicas: 2 });
+    const p = plan({ service, tasks: olds(2) });
+    assert.deepEqual(desiredOf(p), {}, 'nothing is stopped first');
+    assert.deepEqual(p.create.map((t) => [t.slot, t.desiredState]), [[1, 'running']]);
+    const starting = [...olds(2), fresh(service, 'n1', { slot: 1, state: 'starting', created: NOW - 1000 })];
+    assert.deepEqual(desiredOf(plan({ service, tasks: starting })), {}, 'both run while the new one starts');
+    const running = [...olds(2), fresh(service, 'n1', { slot: 1, state: 'running', created: NOW - 1000 })];
+    assert.deepEqual(desiredOf(plan({ service, tasks: running })), { o1: 'shutdown' });
+  });
+
+  it('completes once every task runs the new spec and has been watched', () => {
+    const service = updating();
+    const tasks = [1, 2, 3, 4].map((slot) => fresh(service, `n${slot}`, { slot, at: NOW - 10_000 }));
+    const p = plan({ service, tasks });
+    assert.equal(p.service?.updateStatus?.state, 'completed');
+    assert.equal(p.service?.updateStatus?.completedAt, iso(NOW));
+  });
+
+  it('pauses when a new task fails beyond the failure ratio, naming it; continue goes on', () => {
+    const tasks = (service: Service): Task[] => [fresh(service, 'n1', { slot: 1, state: 'failed', at: NOW - 1000 }), ...olds(4).slice(1)];
+    const paused = plan({ service: updating(), tasks: tasks(updating()) });
+    assert.equal(paused.service?.updateStatus?.state, 'paused');
+    assert.match(paused.service?.updateStatus?.message ?? '', /update paused: task n1 \(slot 1\) failed/);
+    assert.deepEqual(plan({ service: updating({ maxFailureRatio: 0.5 }), tasks: tasks(updating()) }).service, undefined, 'one failure in four is within 50%');
+    assert.equal(plan({ service: updating({ failureAction: 'continue' }), tasks: tasks(updating()) }).service, undefined);
+  });
+
+  it('rolls back to the previous spec when the failure action says so; a failing rollback pauses', () => {
+    const service = updating({ failureAction: 'rollback' });
+    const tasks = [fresh(service, 'n1', { slot: 1, state: 'failed', at: NOW - 1000 }), ...olds(4).slice(1)];
+    const p = plan({ service, tasks });
+    assert.equal(p.service?.updateStatus?.state, 'rollback_started');
+    assert.equal(p.service?.spec.task.container.image, 'busybox');
+    assert.equal(p.service?.previousSpec?.task.container.image, 'busybox:2');
+    // Rolling back, the tasks of the failed spec are the outdated ones: they are replaced by tasks of the old spec.
+    const back = p.service;
+    assert.ok(back);
+    const r = plan({ service: back, now: NOW + 5000, tasks: [...tasks.slice(1), task('n1b', { slot: 1, state: 'failed', at: NOW + 1000 })] });
+    assert.equal(r.service?.updateStatus?.state, 'rollback_paused', 'a task of the restored spec failed too');
+  });
+
+  it('replaces nothing while paused, but still restarts a failed task with the current spec', () => {
+    const service = updating({}, { state: 'paused' });
+    const p = plan({ service, tasks: [task('o1', { slot: 1, state: 'failed' }), ...olds(4).slice(1)] });
+    assert.deepEqual(p.create.map((t) => [t.slot, t.spec.container.image]), [[1, 'busybox:2']]);
+    assert.deepEqual(desiredOf(p), { o1: 'shutdown' });
+    assert.equal(p.service, undefined);
   });
 });

@@ -1,9 +1,13 @@
 // The service plan: a pure function from a service and its tasks to the task writes that converge them.
 // It covers the replicated orchestrator (one live task per slot), the global orchestrator (one live task per
-// eligible node), the restart supervisor (restart policy with delay, attempts and window) and the task reaper
-// (bounded history of dead tasks per slot or node).
+// eligible node), the restart supervisor (restart policy with delay, attempts and window), the updater (rolling
+// replacement of tasks made from an older spec, with its failure action) and the task reaper (bounded history of
+// dead tasks per slot or node).
+//
+// Everything the updater needs is in the store (the service's updateStatus, the tasks' specs and states), so an
+// update resumes where it was after a manager restart or a change of leader.
 
-import { isTerminal, matchConstraint, type Node, type RestartPolicy, type Service, type Task } from '../core/index.js';
+import { DEFAULT_UPDATE_CONFIG, canonicalJson, isTerminal, matchConstraint, type Node, type RestartPolicy, type Service, type Task, type UpdateConfig, type UpdateStatus } from '../core/index.js';
 
 export interface ServicePlanInput {
   serviceId: string;
@@ -21,9 +25,16 @@ export interface ServicePlan {
   /** Tasks with a changed desiredState (or notBefore); the caller writes them with compare-and-set. */
   update: Task[];
   delete: Task[];
-  /** When a delayed restart is due, if any. */
+  /** When a delayed restart (or the updater's next step) is due, if any. */
   requeueAfterMs?: number;
+  /** The service with a new update status (or, to roll back, its previous spec), written with compare-and-set. */
+  service?: Service;
 }
+
+/** An update (or rollback) is replacing tasks now. */
+const rolling = (s: Service): boolean => s.updateStatus?.state === 'updating' || s.updateStatus?.state === 'rollback_started';
+
+const FAILED_STATES = new Set(['failed', 'rejected', 'complete']);
 
 /** A live task is one the manager still wants prepared or running. */
 export const isLive = (t: Task): boolean => t.desiredState === 'ready' || t.desiredState === 'running';
@@ -97,6 +108,76 @@ const globalNodes = (service: Service, nodes: ReadonlyMap<string, Node>, groups:
   return out;
 };
 
+interface UpdateInput {
+  service: Service;
+  config: UpdateConfig;
+  /** The wanted groups (slots or nodes), in the order their tasks are replaced. */
+  wanted: string[];
+  /** The live task standing for each group. */
+  current: ReadonlyMap<string, Task>;
+  /** Groups that get a new task in this plan anyway (a restart, a node replacement, a missing task). */
+  replacing: ReadonlySet<string>;
+  tasksOf: (key: string) => Task[];
+  isCurrent: (t: Task) => boolean;
+  now: number;
+  due: (ms: number) => void;
+  /** Replaces the group's outdated task with one of the current spec. */
+  replace: (key: string, old: Task) => void;
+}
+
+/**
+ * The updater: replaces tasks made from an older spec, `parallelism` groups at a time; the next batch starts once
+ * every new task of this one has run for `monitorMs`, plus `delayMs`. New tasks that fail (or end) since the update
+ * started count against `maxFailureRatio`; beyond it the failure action applies: pause, or roll back to the previous
+ * spec (a rollback that fails pauses). Returns the service when its update status (or spec) changes.
+ */
+const planUpdate = (u: UpdateInput): Service | undefined => {
+  const { service, config, now } = u;
+  const status = service.updateStatus as UpdateStatus;
+  const back = status.state === 'rollback_started';
+  const what = back ? 'rollback' : 'update';
+  const startedAt = Date.parse(status.startedAt) || 0;
+  const failed = u.wanted
+    .flatMap(u.tasksOf)
+    .filter((t) => u.isCurrent(t) && FAILED_STATES.has(t.status.state) && taskTime(t) >= startedAt)
+    .sort((a, b) => taskTime(b) - taskTime(a));
+  const [last] = failed;
+  if (last && failed.length / Math.max(1, u.wanted.length) > config.maxFailureRatio && config.failureAction !== 'continue') {
+    const why = `task ${last.id} (slot ${last.slot}) ${last.status.state}${last.status.error ? `: ${last.status.error}` : ''}`;
+    if (config.failureAction === 'rollback' && !back && service.previousSpec) {
+      return { ...service, spec: service.previousSpec, previousSpec: service.spec, updateStatus: { state: 'rollback_started', startedAt: new Date(now).toISOString(), message: `update failed (${why}); rolling back` } };
+    }
+    return { ...service, updateStatus: { ...status, state: back ? 'rollback_paused' : 'paused', message: `${what} paused: ${why}` } };
+  }
+
+  let busy = 0;
+  let settledAt = 0;
+  const outdated: [string, Task][] = [];
+  for (const key of u.wanted) {
+    const cur = u.current.get(key);
+    if (!cur || u.replacing.has(key)) busy++;
+    else if (!u.isCurrent(cur)) outdated.push([key, cur]);
+    else if (isTerminal(cur.status.state)) continue; // a new task that failed (and counted) or gave up: not waited for
+    else if (cur.status.state === 'running' && now - taskTime(cur) >= config.monitorMs) settledAt = Math.max(settledAt, taskTime(cur) + config.monitorMs);
+    else {
+      busy++;
+      if (cur.status.state === 'running') u.due(taskTime(cur) + config.monitorMs - now);
+    }
+  }
+  if (busy === 0 && outdated.length === 0) {
+    return { ...service, updateStatus: { ...status, state: back ? 'rollback_completed' : 'completed', completedAt: new Date(now).toISOString(), message: `${what} completed` } };
+  }
+  // One batch at a time: wait until this one has settled, then for the delay.
+  if (busy > 0 || outdated.length === 0) return undefined;
+  const next = settledAt >= startedAt && settledAt > 0 ? settledAt + config.delayMs : 0;
+  if (now < next) {
+    u.due(next - now);
+    return undefined;
+  }
+  for (const [key, old] of config.parallelism === 0 ? outdated : outdated.slice(0, config.parallelism)) u.replace(key, old);
+  return undefined;
+};
+
 export const planService = (input: ServicePlanInput): ServicePlan => {
   const plan: ServicePlan = { create: [], update: [], delete: [] };
   const { service, now } = input;
@@ -135,13 +216,26 @@ export const planService = (input: ServicePlanInput): ServicePlan => {
   const fresh = (key: string, opts: { restartHistory?: number[]; notBefore?: number } = {}): Task =>
     global ? newTask(service, 0, { id: input.newId(), now, nodeId: key, ...opts }) : newTask(service, Number(key), { id: input.newId(), now, ...opts });
   const policy = service.spec.task.restartPolicy;
+  const template = canonicalJson(service.spec.task);
+  const isCurrent = (t: Task): boolean => canonicalJson(t.spec) === template;
+  const update = rolling(service) ? (service.updateStatus?.state === 'rollback_started' ? service.spec.rollbackConfig : service.spec.updateConfig) ?? DEFAULT_UPDATE_CONFIG : undefined;
+  /** The live task standing for each wanted group after this plan (what the updater looks at). */
+  const current = new Map<string, Task>();
 
   for (const [key, mayCreate] of wanted) {
     const tasks = groups.get(key) ?? [];
     const live = tasks.filter(isLive).sort(better);
-    const [cur, ...extra] = live;
-    // More than one live task in a group happens only around a handover; keep the best one.
+    const fresher = live.filter(isCurrent);
+    let [cur, ...extra] = live;
+    if (update?.order === 'start-first' && fresher[0] && !isCurrent(live[0] ?? fresher[0])) {
+      // Start-first: the new task stands for the group; the old one keeps running until the new one runs.
+      cur = fresher[0];
+      const old = live.find((t) => !isCurrent(t));
+      extra = live.filter((t) => t !== cur && (t !== old || cur?.status.state === 'running'));
+    }
+    // More than one live task in a group happens only around a handover (or a start-first update); keep the best one.
     for (const t of extra) setDesired(t, 'shutdown');
+    if (cur) current.set(key, cur);
 
     if (!cur) {
       if (mayCreate) plan.create.push(fresh(key));
@@ -163,9 +257,37 @@ export const planService = (input: ServicePlanInput): ServicePlan => {
       setDesired(cur, 'shutdown');
       plan.create.push(fresh(key, { restartHistory: cur.restartHistory }));
     } else if (cur.desiredState === 'ready') {
-      if (now >= cur.notBefore) setDesired(cur, 'running');
-      else due(cur.notBefore - now);
+      // A stop-first replacement waits until the task it replaces has stopped (or its node is gone).
+      const stopping = tasks.some((t) => t !== cur && !isLive(t) && t.nodeId !== '' && !isTerminal(t.status.state) && t.status.state !== 'pending' && nodeHealthy(input.nodes, t.nodeId));
+      if (now < cur.notBefore) due(cur.notBefore - now);
+      else if (!stopping) setDesired(cur, 'running');
     }
+  }
+
+  if (update) {
+    const replacing = new Set(plan.create.map(keyOf));
+    plan.service = planUpdate({
+      service,
+      config: update,
+      wanted: [...wanted.keys()],
+      current,
+      replacing,
+      tasksOf: (key) => groups.get(key) ?? [],
+      isCurrent,
+      now,
+      due,
+      replace: (key, old) => {
+        const next = fresh(key, { restartHistory: old.restartHistory });
+        if (update.order === 'start-first') {
+          // The old task runs on until the new one does (see the group loop above).
+          plan.create.push(next);
+          return;
+        }
+        // Stop-first: the new task is prepared now and started once the old one has stopped (see above).
+        setDesired(old, 'shutdown');
+        plan.create.push({ ...next, desiredState: 'ready' });
+      },
+    });
   }
 
   // Groups no longer wanted (slots beyond the replica count, nodes no longer eligible): stop their live tasks.

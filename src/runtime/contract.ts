@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
-import { LABELS, RuntimeError, type ContainerConfig, type ContainerInfo, type ContainerState, type Runtime } from './runtime.js';
+import type { HealthCheck } from '../core/index.js';
+import { LABELS, RuntimeError, type ContainerConfig, type ContainerInfo, type ContainerState, type Runtime, type RuntimeEvent } from './runtime.js';
 
 export interface RuntimeHarness {
   /** A new runtime instance on the same backend (a second one simulates an agent restart). */
@@ -28,6 +29,19 @@ const within = async <T>(ms: number, what: string, p: Promise<T>): Promise<T> =>
 
 /** The part of an inspection that says how a container ended. */
 const pick = (i: ContainerInfo): { state: ContainerState; exitCode: number | undefined } => ({ state: i.state, exitCode: i.exitCode });
+
+/** Reads events until one matches; fails after `ms`. */
+const nextMatching = (events: AsyncIterator<RuntimeEvent>, what: string, match: (e: RuntimeEvent) => boolean, ms = 10_000): Promise<RuntimeEvent> =>
+  within(ms, what, (async () => {
+    for (;;) {
+      const r = await events.next();
+      if (r.done) throw new Error('event stream ended');
+      if (match(r.value)) return r.value;
+    }
+  })());
+
+/** A health check with the short timings the health cases use. */
+const check = (test: string[], over: Partial<HealthCheck> = {}): HealthCheck => ({ test, intervalMs: 200, timeoutMs: 5000, retries: 2, startPeriodMs: 0, ...over });
 
 const until = async (what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> => {
   const deadline = Date.now() + ms;
@@ -172,13 +186,7 @@ export const runtimeContract = (name: string, h: RuntimeHarness): void => {
         assert.equal((await again.inspect(id)).state, 'exited');
         await again.remove(id);
         assert.equal((await again.inspect(id)).state, 'missing');
-        await within(10_000, 'the exit event of a process the earlier instance started', (async () => {
-          for (;;) {
-            const r = await events.next();
-            if (r.done) throw new Error('event stream ended');
-            if (r.value.containerId === later.id && r.value.state === 'exited') return;
-          }
-        })());
+        await nextMatching(events, 'the exit event of a process the earlier instance started', (e) => e.containerId === later.id && e.state === 'exited');
         assert.deepEqual(pick(await again.inspect(later.id)), { state: 'exited', exitCode: 7 });
       } finally {
         ctl.abort();
@@ -236,16 +244,95 @@ export const runtimeContract = (name: string, h: RuntimeHarness): void => {
       const events = rt.events(ctl.signal)[Symbol.asyncIterator]();
       const { id } = await started('sleep 0.5; exit 0');
       try {
-        await within(10_000, 'an exit event', (async () => {
-          for (;;) {
-            const r = await events.next();
-            if (r.done) throw new Error('event stream ended');
-            if (r.value.containerId === id && r.value.state === 'exited') return;
-          }
-        })());
+        await nextMatching(events, 'an exit event', (e) => e.containerId === id && e.state === 'exited');
       } finally {
         ctl.abort();
         await events.return?.();
+      }
+    });
+
+    it('reports health starting until a check passes, then healthy, also as an event and in listings', async () => {
+      const ctl = new AbortController();
+      const events = rt.events(ctl.signal)[Symbol.asyncIterator]();
+      try {
+        const { id } = await started('sleep 30', { healthcheck: check(['CMD', 'true']) });
+        assert.equal((await rt.inspect(id)).health, 'starting', 'no check has run yet (the first runs an interval after the start)');
+        await nextMatching(events, 'a healthy event', (e) => e.containerId === id && e.health === 'healthy');
+        assert.equal((await rt.inspect(id)).health, 'healthy');
+        assert.equal((await rt.list({ nodeId })).find((c) => c.id === id)?.health, 'healthy');
+        await rt.remove(id);
+      } finally {
+        ctl.abort();
+        await events.return?.();
+      }
+    });
+
+    it('reports unhealthy after `retries` failed checks in a row, with the last output, never healthy before', async () => {
+      const t0 = Date.now();
+      const { id } = await started('sleep 30', { healthcheck: check(['CMD-SHELL', 'echo sick; exit 1'], { retries: 3 }) });
+      const seen = new Set<string | undefined>();
+      await until('unhealthy', async () => {
+        const h = (await rt.inspect(id)).health;
+        seen.add(h);
+        return h === 'unhealthy';
+      });
+      const took = Date.now() - t0;
+      assert.ok(took >= 3 * 200, `three checks, an interval apart, took ${took}ms`);
+      assert.deepEqual([...seen].sort(), ['starting', 'unhealthy']);
+      const info = await rt.inspect(id);
+      assert.equal(info.healthOutput, 'sick');
+      assert.equal(info.state, 'running', 'an unhealthy container goes on running: acting on it is the agent\'s call');
+      await rt.remove(id);
+    });
+
+    it('does not count failures in the start period, and fails a check that outlives its timeout', async () => {
+      const t0 = Date.now();
+      const slow = await started('sleep 30', { healthcheck: check(['CMD-SHELL', 'exit 1'], { retries: 1, startPeriodMs: 1500 }) });
+      const hung = await started('sleep 30', { healthcheck: check(['CMD-SHELL', 'sleep 20'], { retries: 1, timeoutMs: 300 }) });
+      await until('the hung check to time out', async () => (await rt.inspect(hung.id)).health === 'unhealthy');
+      assert.ok(Date.now() - t0 < 5000, 'a timed-out check fails at its timeout, not when it would have ended');
+      await until('the start period to end', async () => (await rt.inspect(slow.id)).health === 'unhealthy');
+      assert.ok(Date.now() - t0 >= 1500, `unhealthy only after the start period (${Date.now() - t0}ms)`);
+      await rt.remove(slow.id);
+      await rt.remove(hung.id);
+    });
+
+    it('has no health without a check, with [\'NONE\'], or with an empty test and no image check to inherit', async () => {
+      const plain = await started('sleep 30');
+      const off = await started('sleep 30', { healthcheck: check(['NONE']) });
+      const inherit = await started('sleep 30', { healthcheck: check([]) });
+      await new Promise((r) => setTimeout(r, 600));
+      for (const { id } of [plain, off, inherit]) {
+        const info = await rt.inspect(id);
+        assert.equal(info.state, 'running');
+        assert.equal(info.health, undefined);
+        assert.equal((await rt.list({ nodeId })).find((c) => c.id === id)?.health, undefined);
+        await rt.remove(id);
+      }
+    });
+
+    it('keeps health across a restart of the runtime, which goes on checking what it lists', async () => {
+      // Passes eight times, then fails for good: healthy first, unhealthy later, whoever runs the checks.
+      const flaky = check(['CMD-SHELL', 'echo x >> checks; [ "$(wc -l < checks)" -le 8 ]']);
+      const first = h.open();
+      const cfg = config(h.shell('sleep 30'), { healthcheck: flaky });
+      const id = await first.create(cfg);
+      await first.start(id);
+      await until('healthy', async () => (await first.inspect(id)).health === 'healthy');
+      await first.close();
+      const again = h.open();
+      const ctl = new AbortController();
+      const events = again.events(ctl.signal)[Symbol.asyncIterator]();
+      try {
+        const found = (await again.list({ nodeId })).find((c) => c.taskId === cfg.taskId);
+        assert.equal(found?.health, 'healthy', 'the new instance knows the health the old one saw');
+        await nextMatching(events, 'an unhealthy event from the checks the new instance runs', (e) => e.containerId === id && e.health === 'unhealthy');
+        assert.equal((await again.inspect(id)).health, 'unhealthy');
+      } finally {
+        ctl.abort();
+        await events.return?.();
+        await again.remove(id);
+        await again.close();
       }
     });
 

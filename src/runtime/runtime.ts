@@ -1,5 +1,7 @@
 // The Runtime interface: how an agent runs one task's container, whatever runs it (Docker, plain processes, nothing).
 
+import type { HealthCheck } from '../core/index.js';
+
 /** Everything a runtime needs to make a task's container; derived from a Task by the agent. */
 export interface ContainerConfig {
   taskId: string;
@@ -14,6 +16,11 @@ export interface ContainerConfig {
   labels: Record<string, string>;
   /** Limits; 0 = none. */
   limits: { nanoCpus: number; memoryBytes: number };
+  /**
+   * The health check; absent: the image's own HEALTHCHECK, if the runtime has images. ['NONE'] turns checks off; an
+   * empty `test` keeps the image's test with these timings. Zero timings mean the defaults (30 s, 30 s, 3 retries, 0).
+   */
+  healthcheck?: HealthCheck;
 }
 
 /**
@@ -25,6 +32,17 @@ export interface ContainerConfig {
  */
 export type ContainerState = 'created' | 'running' | 'exited' | 'missing';
 
+/**
+ * What the health check of a container says, as Docker does:
+ * - starting: no check has passed yet (and fewer than `retries` counted failures);
+ * - healthy: the last check passed;
+ * - unhealthy: `retries` checks in a row failed (failures in the start period do not count before a first pass).
+ */
+export type HealthStatus = 'starting' | 'healthy' | 'unhealthy';
+
+/** Characters of a check's output an inspection keeps (the Engine keeps 4 KiB; an error message needs far less). */
+export const HEALTH_OUTPUT_MAX = 512;
+
 export interface ContainerInfo {
   id: string;
   /** The task id from the container's labels. */
@@ -35,6 +53,10 @@ export interface ContainerInfo {
   error: string;
   /** Labels the runtime keeps on the container (includes the shoal.* ones). */
   labels: Record<string, string>;
+  /** Absent: the container has no health check (none configured, or turned off). */
+  health?: HealthStatus;
+  /** Output of the last check that ran (trimmed, bounded), when one ran; `inspect` only. */
+  healthOutput?: string;
 }
 
 export interface LogLine {
@@ -54,11 +76,12 @@ export interface LogOptions {
   signal: AbortSignal;
 }
 
-/** A container ended or changed state outside the agent's own calls. */
+/** A container ended or changed state outside the agent's own calls, or its health changed (`health` set). */
 export interface RuntimeEvent {
   containerId: string;
   taskId: string;
   state: ContainerState;
+  health?: HealthStatus;
 }
 
 export interface Runtime {
@@ -76,7 +99,7 @@ export interface Runtime {
   /** Every container this runtime holds with a `shoal.task.id` label (optionally only those of one node). */
   list(filter?: { nodeId?: string }, signal?: AbortSignal): Promise<ContainerInfo[]>;
   logs(containerId: string, opts: LogOptions): AsyncIterable<LogLine>;
-  /** Container state changes (at least: exits) until the signal aborts. */
+  /** Container state changes (at least: exits) and health changes until the signal aborts. */
   events(signal: AbortSignal): AsyncIterable<RuntimeEvent>;
   close(): Promise<void>;
 }

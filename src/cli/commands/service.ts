@@ -1,11 +1,12 @@
-// `shoal service …`: create, ls, ps, scale, inspect, logs, rm.
+// `shoal service …`: create, update, rollback, ls, ps, scale, inspect, logs, rm.
 
 import type { Command } from 'commander';
 import { parseDuration } from '../../core/index.js';
 import type { TaskListItem } from '../../protocol/index.js';
 import type { ShoalClient } from '../client.js';
 import { clientFor } from '../context.js';
-import { ConvergeError, waitConverged, waitRemoved, type Progress } from '../converge.js';
+import { ConvergeError, waitConverged, waitRemoved, waitUpdated, type Progress } from '../converge.js';
+import { applyUpdateFlags, configFromFlags, updateConfigOptions, type UpdateConfigFlags, type UpdateFlags } from '../update-flags.js';
 import { ago, parseFormat, printJson, printTable, shortId } from '../output.js';
 import { parseCount, parsePairs, specFromFlags, type CreateFlags } from '../service-flags.js';
 
@@ -43,12 +44,34 @@ const converge = async (client: ShoalClient, name: string, desired: number | 'gl
   }
 };
 
+/** Follows a rolling update or rollback, showing "web: updating 3/6 tasks updated"; fails with the reason it stopped. */
+const followUpdate = async (client: ShoalClient, name: string, expect: 'update' | 'rollback'): Promise<void> => {
+  const tty = process.stderr.isTTY;
+  let last = '';
+  try {
+    await waitUpdated(client, name, {
+      expect,
+      onProgress: (p) => {
+        const text = `${name}: ${p.state.replace('_', ' ')}: ${p.updated}/${p.total} tasks updated${p.message && p.state !== 'updating' ? ` (${p.message})` : ''}`;
+        if (text === last) return;
+        last = text;
+        process.stderr.write(tty ? `\r\x1b[2K${text}` : `${text}\n`);
+      },
+    });
+    process.stderr.write(`${tty ? '\n' : ''}${name}: ${expect} completed\n`);
+  } catch (e) {
+    if (tty) process.stderr.write('\n');
+    if (e instanceof ConvergeError) throw new Error(`service ${name}: ${e.message} (see 'shoal service ps ${name}' and 'shoal service inspect ${name}')`);
+    throw e;
+  }
+};
+
 const taskName = (t: TaskListItem): string => `${t.serviceName}.${t.slot}`;
 
 export const registerServiceCommands = (program: Command): void => {
   const service = program.command('service').description('manage services').enablePositionalOptions();
 
-  service
+  const create = service
     .command('create')
     .description('create a service and wait until its tasks run')
     .usage('[options] IMAGE [COMMAND [ARG...]]')
@@ -72,14 +95,67 @@ export const registerServiceCommands = (program: Command): void => {
     .option('--constraint <expr>', 'placement constraint, e.g. node.labels.zone==eu (repeatable)', collect, [])
     .option('--placement-pref <pref>', 'spread tasks over the values of a node label: spread=node.labels.zone (repeatable)', collect, [])
     .option('--stop-grace-period <duration>', 'time between SIGTERM and SIGKILL (default 10s)')
-    .option('-d, --detach', 'return at once instead of waiting for the tasks to run')
-    .action(async (image: string, args: string[], flags: CreateFlags & { detach?: boolean }, cmd: Command) => {
-      const spec = specFromFlags(image, args, flags);
+    .option('-d, --detach', 'return at once instead of waiting for the tasks to run');
+  updateConfigOptions(create);
+  create.action(async (image: string, args: string[], flags: CreateFlags & UpdateConfigFlags & { detach?: boolean }, cmd: Command) => {
+      const updateConfig = configFromFlags(flags, 'update');
+      const rollbackConfig = configFromFlags(flags, 'rollback');
+      const spec = { ...specFromFlags(image, args, flags), ...(updateConfig ? { updateConfig } : {}), ...(rollbackConfig ? { rollbackConfig } : {}) };
       const client = clientOf(cmd);
       const created = await client.createService(spec);
       process.stdout.write(`${created.id}\n`);
       if (flags.detach) return;
       await converge(client, created.spec.name, 'replicated' in created.spec.mode ? created.spec.mode.replicated.replicas : 'global');
+    });
+
+  const update = service
+    .command('update')
+    .description('change a service; a changed task template replaces its tasks in a rolling update, shown as it goes')
+    .argument('<service>')
+    .option('--image <image>', 'new image')
+    .option('--args <command>', 'new command and arguments, as one string')
+    .option('--replicas <n>', 'number of tasks')
+    .option('--env-add <KEY=VALUE>', 'add or change an environment variable (repeatable)', collect, [])
+    .option('--env-rm <KEY>', 'remove an environment variable (repeatable)', collect, [])
+    .option('--label-add <KEY=VALUE>', 'add or change a service label (repeatable)', collect, [])
+    .option('--label-rm <KEY>', 'remove a service label (repeatable)', collect, [])
+    .option('--container-label-add <KEY=VALUE>', 'add or change a container label (repeatable)', collect, [])
+    .option('--container-label-rm <KEY>', 'remove a container label (repeatable)', collect, [])
+    .option('--constraint-add <expr>', 'add a placement constraint (repeatable)', collect, [])
+    .option('--constraint-rm <expr>', 'remove a placement constraint (repeatable)', collect, [])
+    .option('--restart-condition <cond>', 'none, on-failure or any')
+    .option('--restart-delay <duration>', 'delay between restarts')
+    .option('--restart-max-attempts <n>', 'restarts before giving up, within the window')
+    .option('--restart-window <duration>', 'window over which restarts are counted')
+    .option('--reserve-cpu <cpus>', 'CPUs reserved per task')
+    .option('--reserve-memory <bytes>', 'memory reserved per task')
+    .option('--limit-cpu <cpus>', 'CPU limit per task')
+    .option('--limit-memory <bytes>', 'memory limit per task')
+    .option('--stop-grace-period <duration>', 'time between SIGTERM and SIGKILL')
+    .option('--force', 'replace every task even if nothing changed')
+    .option('-d, --detach', 'return at once instead of following the update');
+  updateConfigOptions(update);
+  update.action(async (ref: string, flags: UpdateFlags & { detach?: boolean }, cmd: Command) => {
+    const client = clientOf(cmd);
+    const before = await client.inspectService(ref);
+    const updated = await client.updateService(ref, applyUpdateFlags(before.spec, flags), before.meta.version);
+    process.stdout.write(`${updated.id}\n`);
+    if (flags.detach) return;
+    const started = updated.updateStatus?.state === 'updating' && updated.updateStatus.startedAt !== before.updateStatus?.startedAt;
+    if (started) return followUpdate(client, updated.spec.name, 'update');
+    await converge(client, updated.spec.name, 'replicated' in updated.spec.mode ? updated.spec.mode.replicated.replicas : 'global');
+  });
+
+  service
+    .command('rollback')
+    .description("return a service to its spec before the last update, replacing its tasks per its rollback config")
+    .argument('<service>')
+    .option('-d, --detach', 'return at once instead of following the rollback')
+    .action(async (ref: string, flags: { detach?: boolean }, cmd: Command) => {
+      const client = clientOf(cmd);
+      const s = await client.rollbackService(ref);
+      process.stdout.write(`${s.id}\n`);
+      if (!flags.detach) await followUpdate(client, s.spec.name, 'rollback');
     });
 
   service
@@ -105,17 +181,19 @@ export const registerServiceCommands = (program: Command): void => {
       const format = parseFormat(flags.format);
       const tasks = await clientOf(cmd).serviceTasks(ref);
       if (format === 'json') {
-        return printJson(tasks.map(({ id, serviceName, slot, nodeId, desiredState, state, containerId, error, createdAt }) => ({ id, serviceName, slot, nodeId, desiredState, state, containerId, error, createdAt })));
+        return printJson(
+          tasks.map(({ id, serviceName, slot, nodeId, desiredState, state, containerId, error, createdAt, image, upToDate }) => ({ id, serviceName, slot, nodeId, desiredState, state, containerId, error, createdAt, image, upToDate })),
+        );
       }
       let prevSlot = -1;
       printTable(
-        ['ID', 'NAME', 'NODE', 'DESIRED STATE', 'CURRENT STATE', 'ERROR'],
+        ['ID', 'NAME', 'IMAGE', 'NODE', 'DESIRED STATE', 'CURRENT STATE', 'ERROR'],
         tasks.map((t) => {
           // Like docker: older tasks of a slot are shown indented under the current one.
           const name = t.slot === prevSlot ? ` \\_ ${taskName(t)}` : taskName(t);
           prevSlot = t.slot;
           const current = t.state === 'pending' && t.message ? `pending: ${t.message}` : `${t.state} ${ago(t.createdAt)}`;
-          return [shortId(t.id), name, t.node || '-', t.desiredState, current, t.error];
+          return [shortId(t.id), name, t.image, t.node || '-', t.desiredState, current, t.error];
         }),
       );
     });
@@ -151,19 +229,23 @@ export const registerServiceCommands = (program: Command): void => {
 
   service
     .command('logs')
-    .description('show the logs of the tasks of a service')
-    .argument('<service>')
+    .description('show the logs of the tasks of a service, or of one task (in order per task)')
+    .argument('<service|task>')
     .option('-f, --follow', 'keep following new output')
     .option('--tail <n>', "lines per task from the end, or 'all'", 'all')
+    .option('--since <time>', 'only lines since this time: RFC 3339, Unix seconds, or a duration before now (10m)')
+    .option('-t, --timestamps', "prefix each line with the time the runtime recorded (the exec runtime records none: '-')")
     .option('--no-task-ids', 'do not prefix lines with the task')
-    .action(async (ref: string, flags: { follow?: boolean; tail: string; taskIds: boolean }, cmd: Command) => {
+    .action(async (ref: string, flags: { follow?: boolean; tail: string; since?: string; timestamps?: boolean; taskIds: boolean }, cmd: Command) => {
       const tail = flags.tail === 'all' ? undefined : parseCount(flags.tail, '--tail');
       const ctl = new AbortController();
       process.once('SIGINT', () => ctl.abort());
+      const opts = { follow: flags.follow ?? false, signal: ctl.signal, ...(tail === undefined ? {} : { tail }), ...(flags.since === undefined ? {} : { since: flags.since }) };
       try {
-        for await (const l of clientOf(cmd).serviceLogs(ref, { follow: flags.follow ?? false, signal: ctl.signal, ...(tail === undefined ? {} : { tail }) })) {
-          const prefix = flags.taskIds ? `${l.serviceName}.${l.slot}.${shortId(l.taskId)}@${l.node}    | ` : '';
-          (l.stream === 'stderr' ? process.stderr : process.stdout).write(`${prefix}${l.line}\n`);
+        for await (const l of clientOf(cmd).serviceLogs(ref, opts)) {
+          const time = flags.timestamps ? `${l.time ?? '-'} ` : '';
+          const task = flags.taskIds ? `${l.serviceName}.${l.slot}.${shortId(l.taskId)}@${l.node}    | ` : '';
+          (l.stream === 'stderr' ? process.stderr : process.stdout).write(`${time}${task}${l.line}\n`);
         }
       } catch (e) {
         if (!ctl.signal.aborted) throw e;

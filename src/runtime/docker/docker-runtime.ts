@@ -5,17 +5,20 @@ import type { IncomingMessage } from 'node:http';
 import { sleep } from '../../lib/abort.js';
 import { backoffDelay } from '../../lib/backoff.js';
 import {
+  HEALTH_OUTPUT_MAX,
   LABELS,
   labelsFor,
   RuntimeError,
   type ContainerConfig,
   type ContainerInfo,
   type ContainerState,
+  type HealthStatus,
   type LogLine,
   type LogOptions,
   type Runtime,
   type RuntimeEvent,
 } from '../runtime.js';
+import type { HealthCheck } from '../../core/index.js';
 import { DockerLogDecoder } from './log-decoder.js';
 
 export interface DockerRuntimeOptions {
@@ -66,6 +69,24 @@ const mapStatus = (status: string | undefined): ContainerState => {
 
 const missing = (id: string): ContainerInfo => ({ id, taskId: '', state: 'missing', error: '', labels: {} });
 
+const MS = 1_000_000;
+
+/** The Engine's Healthcheck: durations in ns, where 0 (and an empty Test) means "as the image says". */
+const engineHealthcheck = (h: HealthCheck): Docker.HealthConfig =>
+  h.test[0] === 'NONE'
+    ? { Test: ['NONE'] }
+    : { Test: h.test, Interval: h.intervalMs * MS, Timeout: h.timeoutMs * MS, Retries: h.retries, StartPeriod: h.startPeriodMs * MS };
+
+const HEALTH_STATUSES: readonly string[] = ['starting', 'healthy', 'unhealthy'] satisfies HealthStatus[];
+const asHealth = (s: string | undefined): HealthStatus | undefined => (s !== undefined && HEALTH_STATUSES.includes(s) ? (s as HealthStatus) : undefined);
+
+/**
+ * Health from a listing's Status text ("Up 3 seconds (healthy)", "Up 1 second (health: starting)"): the summary has
+ * no State.Health, and one inspect per running container on every resync would cost the Engine far more.
+ */
+const healthOfStatusText = (status: string | undefined): HealthStatus | undefined =>
+  asHealth(/\((?:health: )?(starting|healthy|unhealthy)\)$/.exec(status ?? '')?.[1]);
+
 /** "1700000000.123456789": the Engine's seconds.nanoseconds form for `since`. */
 const engineTime = (epochNs: bigint): string => {
   const s = epochNs / 1_000_000_000n;
@@ -106,6 +127,7 @@ export class DockerRuntime implements Runtime {
         ...(config.command.length > 0 ? { Cmd: config.command } : {}),
         Env: config.env,
         Labels: labels,
+        ...(config.healthcheck ? { Healthcheck: engineHealthcheck(config.healthcheck) } : {}),
         HostConfig: {
           NanoCpus: config.limits.nanoCpus,
           Memory: config.limits.memoryBytes,
@@ -203,6 +225,8 @@ export class DockerRuntime implements Runtime {
     const labels = raw.Config?.Labels ?? {};
     const state = mapStatus(raw.State?.Status);
     const error = raw.State?.OOMKilled ? 'OOM killed' : (raw.State?.Error ?? '');
+    const health = asHealth(raw.State?.Health?.Status);
+    const output = raw.State?.Health?.Log?.at(-1)?.Output.trim().slice(0, HEALTH_OUTPUT_MAX);
     return {
       id: raw.Id,
       taskId: labels[LABELS.taskId] ?? '',
@@ -210,6 +234,8 @@ export class DockerRuntime implements Runtime {
       ...(state === 'exited' ? { exitCode: raw.State?.ExitCode ?? 0 } : {}),
       error,
       labels,
+      ...(health ? { health } : {}),
+      ...(health && output ? { healthOutput: output } : {}),
     };
   }
 
@@ -232,7 +258,8 @@ export class DockerRuntime implements Runtime {
         continue;
       }
       const labels = s.Labels ?? {};
-      out.push({ id: s.Id, taskId: labels[LABELS.taskId] ?? '', state, error: '', labels });
+      const health = healthOfStatusText(s.Status);
+      out.push({ id: s.Id, taskId: labels[LABELS.taskId] ?? '', state, error: '', labels, ...(health ? { health } : {}) });
     }
     return out;
   }
@@ -324,7 +351,7 @@ export class DockerRuntime implements Runtime {
           '/events',
           {
             since: engineTime(since),
-            filters: { type: ['container'], label: [LABELS.taskId], event: ['start', 'die', 'oom', 'destroy'] },
+            filters: { type: ['container'], label: [LABELS.taskId], event: ['start', 'die', 'oom', 'destroy', 'health_status'] },
           },
           signal,
         );
@@ -368,6 +395,12 @@ export class DockerRuntime implements Runtime {
     const containerId = ev.Actor?.ID ?? ev.id;
     const taskId = ev.Actor?.Attributes?.[LABELS.taskId];
     if (ev.Type !== 'container' || !containerId || taskId === undefined) return undefined;
+    // The Engine says "health_status: healthy" (one event per change of status), filtered by the prefix alone.
+    const health = /^health_status: (.+)$/.exec(ev.Action ?? '')?.[1];
+    if (health !== undefined) {
+      const status = asHealth(health.trim());
+      return status ? { containerId, taskId, state: 'running', health: status } : undefined;
+    }
     switch (ev.Action) {
       case 'start':
         return { containerId, taskId, state: 'running' };

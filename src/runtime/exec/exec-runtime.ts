@@ -5,12 +5,16 @@
 // start time, written at start) and `exit` (the exit code, written by a small /bin/sh wrapper when the task's process
 // ends). Each task runs in its own session and process group, detached from the agent, so it outlives an agent
 // restart and the next agent adopts it by reading the directories; the wrapper records the exit code even when no
-// runtime instance is waiting on the process.
+// runtime instance is waiting on the process. A container with a health check also has `health.json`: the runtime
+// runs the check as a host command (health.ts), and a later instance that lists the container resumes checking it.
 //
 // Choices and limits, compared with Docker:
 // - `command` is the argv, run on the host; with no command, the image name is taken as the program (so an image
 //   field like "/usr/bin/busybox" still works). Nothing is unpacked or pulled.
 // - Resource limits are not enforced (the scheduler still counts reservations).
+// - Health checks run on the host, in the container's directory with its environment; there is no image check to
+//   inherit, so an empty test means no check. Checks run only while a runtime instance is alive (an agent), and
+//   resume when the next one lists the container.
 // - When the main process ends, the rest of its process group is killed, as Docker ends a container's other processes.
 // - Background jobs of a non-interactive shell ignore SIGINT, so tasks do too; stop uses SIGTERM, which they get.
 // - Log lines carry no timestamps: `tail` counts lines per stream, and `since` is honoured through the log files'
@@ -25,17 +29,21 @@ import { cpus, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { sleep } from '../../lib/abort.js';
 import {
+  HEALTH_OUTPUT_MAX,
   LABELS,
   labelsFor,
   RuntimeError,
   type ContainerConfig,
   type ContainerInfo,
   type ContainerState,
+  type HealthStatus,
   type LogLine,
   type LogOptions,
   type Runtime,
   type RuntimeEvent,
 } from '../runtime.js';
+import type { HealthCheck } from '../../core/index.js';
+import { initialRecord, monitor, probeOf, readHealth, unmonitor, writeHealth } from './health.js';
 import { LineReader, fileSize, tailOffset } from './log-files.js';
 import { groupMembers, ignoresSignal, readStat, readStatSync, signalPid } from './proc.js';
 
@@ -51,6 +59,7 @@ interface StoredConfig {
   labels: Record<string, string>;
   argv: string[];
   env: string[];
+  healthcheck?: HealthCheck;
 }
 
 /**
@@ -102,8 +111,8 @@ export class ExecRuntime implements Runtime {
   private readonly root: string;
   private readonly pollMs: number;
   private readonly closed = new AbortController();
-  /** Wakes event pollers at once when a process this instance spawned exits. */
-  private readonly exitListeners = new Set<() => void>();
+  /** Wakes event pollers at once when a process this instance spawned exits, or a health status changes. */
+  private readonly wakeListeners = new Set<() => void>();
 
   constructor(opts: ExecRuntimeOptions) {
     this.root = join(opts.dir, 'containers');
@@ -132,7 +141,7 @@ export class ExecRuntime implements Runtime {
     }
     const id = idFor(config.taskId);
     if (await this.config(id)) return id;
-    const stored: StoredConfig = { id, labels: labelsFor(config), argv, env: config.env };
+    const stored: StoredConfig = { id, labels: labelsFor(config), argv, env: config.env, ...(config.healthcheck ? { healthcheck: config.healthcheck } : {}) };
     await mkdir(this.path(id), { recursive: true, mode: 0o700 });
     // Written whole, then renamed: a directory either has a complete config.json or counts as not created.
     await writeFile(this.path(id, 'config.json.tmp'), JSON.stringify(stored));
@@ -151,11 +160,9 @@ export class ExecRuntime implements Runtime {
     const info = await this.inspect(id);
     if (info.state === 'running') return;
     if (info.state === 'exited') throw new RuntimeError(`cannot start container '${id}': it has already run`, { permanent: true });
-    const env: Record<string, string> = { PATH: process.env.PATH ?? DEFAULT_PATH, HOSTNAME: id.slice(0, 12) };
-    for (const e of cfg.env) {
-      const i = e.indexOf('=');
-      if (i > 0) env[e.slice(0, i)] = e.slice(i + 1);
-    }
+    const env = this.envOf(cfg);
+    // Recorded before the process exists, so no reader ever sees a checked container without a record.
+    if (probeOf(cfg.healthcheck)) await writeHealth(this.path(id, 'health.json'), initialRecord(Date.now()));
     const out = openSync(this.path(id, 'stdout.log'), 'a', 0o600);
     const err = openSync(this.path(id, 'stderr.log'), 'a', 0o600);
     try {
@@ -172,9 +179,7 @@ export class ExecRuntime implements Runtime {
       // Record identity (pid + start time) before any await, so a restart can never mistake a reused pid for it.
       const st = readStatSync(pid);
       await writeFile(this.path(id, 'pid'), `${pid} ${st?.startTime ?? 0}\n`);
-      child.once('exit', () => {
-        for (const wake of [...this.exitListeners]) wake();
-      });
+      child.once('exit', () => this.wake());
       child.unref();
       // Until the wrapper ignores SIGTERM, a stop would kill it before it could record the exit code; the wrapper
       // gets there within a few milliseconds, and once it has (or has already ended), start is done.
@@ -183,6 +188,36 @@ export class ExecRuntime implements Runtime {
       closeSync(out);
       closeSync(err);
     }
+    this.watchHealth(id, cfg);
+  }
+
+  /** The process environment of a container: a default PATH and its hostname, then the task's own variables. */
+  private envOf(cfg: StoredConfig): Record<string, string> {
+    const env: Record<string, string> = { PATH: process.env.PATH ?? DEFAULT_PATH, HOSTNAME: cfg.id.slice(0, 12) };
+    for (const e of cfg.env) {
+      const i = e.indexOf('=');
+      if (i > 0) env[e.slice(0, i)] = e.slice(i + 1);
+    }
+    return env;
+  }
+
+  /** Runs the container's health check while it runs, unless it has none or a monitor of this process already does. */
+  private watchHealth(id: string, cfg: StoredConfig): void {
+    const probe = probeOf(cfg.healthcheck);
+    if (!probe) return;
+    const target = {
+      file: this.path(id, 'health.json'),
+      probe,
+      env: this.envOf(cfg),
+      cwd: this.path(id),
+      running: async () => (await this.livePid(id)) !== undefined,
+      changed: () => this.wake(),
+    };
+    monitor(this.path(id), target, this.closed.signal);
+  }
+
+  private wake(): void {
+    for (const wake of [...this.wakeListeners]) wake();
   }
 
   /** The recorded pid and start time, or undefined when the container was never started. */
@@ -203,19 +238,31 @@ export class ExecRuntime implements Runtime {
   }
 
   async inspect(id: string): Promise<ContainerInfo> {
-    const cfg = await this.config(id);
+    return this.describe(id, await this.config(id));
+  }
+
+  private async describe(id: string, cfg: StoredConfig | undefined): Promise<ContainerInfo> {
     if (!cfg) return { id, taskId: '', state: 'missing', error: '', labels: {} };
     const base = { id, taskId: cfg.labels[LABELS.taskId] ?? '', labels: cfg.labels };
     // Only a whole "N\n" counts: an empty file is a write in progress (or a wrapper killed mid-write).
     const exit = /^(\d+)\n$/.exec((await readText(this.path(id, 'exit'))) ?? '');
-    if (exit) return { ...base, state: 'exited', exitCode: Number(exit[1]), error: '' };
+    if (exit) return { ...base, state: 'exited', exitCode: Number(exit[1]), error: '', ...(await this.health(id, cfg)) };
     if (!(await this.pidRecord(id))) return { ...base, state: 'created', error: '' };
-    if ((await this.livePid(id)) !== undefined) return { ...base, state: 'running', error: '' };
+    if ((await this.livePid(id)) !== undefined) return { ...base, state: 'running', error: '', ...(await this.health(id, cfg)) };
     // Gone without recording a code: the wrapper itself was killed (SIGKILL after the grace period, or from outside).
-    return { ...base, state: 'exited', exitCode: KILLED, error: 'killed' };
+    return { ...base, state: 'exited', exitCode: KILLED, error: 'killed', ...(await this.health(id, cfg)) };
+  }
+
+  /** The health part of an inspection of a started container: nothing without a check, else its last record. */
+  private async health(id: string, cfg: StoredConfig): Promise<Pick<ContainerInfo, 'health' | 'healthOutput'>> {
+    if (!probeOf(cfg.healthcheck)) return {};
+    const rec = await readHealth(this.path(id, 'health.json'));
+    const output = rec?.output.trim().slice(0, HEALTH_OUTPUT_MAX);
+    return { health: rec?.status ?? 'starting', ...(output ? { healthOutput: output } : {}) };
   }
 
   async stop(id: string, graceMs: number): Promise<void> {
+    unmonitor(this.path(id));
     const pid = await this.livePid(id);
     if (pid === undefined) return;
     // The wrapper leads its process group, so -pid reaches every process of the task.
@@ -244,10 +291,13 @@ export class ExecRuntime implements Runtime {
     const out: ContainerInfo[] = [];
     for (const id of ids) {
       if (!ID.test(id)) continue;
-      const info = await this.inspect(id);
-      if (info.state === 'missing' || !info.taskId) continue;
+      const cfg = await this.config(id);
+      const info = await this.describe(id, cfg);
+      if (!cfg || info.state === 'missing' || !info.taskId) continue;
       if (filter.nodeId !== undefined && info.labels[LABELS.nodeId] !== filter.nodeId) continue;
       out.push(info);
+      // Listing is how an instance adopts containers (an agent after a restart): it takes over their checks.
+      if (info.state === 'running') this.watchHealth(id, cfg);
     }
     return out;
   }
@@ -301,16 +351,19 @@ export class ExecRuntime implements Runtime {
 
   private async *eventLoop(outer: AbortSignal, first: Promise<ContainerInfo[]>): AsyncGenerator<RuntimeEvent> {
     const signal = AbortSignal.any([outer, this.closed.signal]);
-    const last = new Map<string, { taskId: string; state: ContainerState }>();
-    for (const c of await first) last.set(c.id, { taskId: c.taskId, state: c.state });
+    const last = new Map<string, { taskId: string; state: ContainerState; health?: HealthStatus }>();
+    for (const c of await first) last.set(c.id, c);
     while (!signal.aborted) {
       await this.tick(signal);
       if (signal.aborted) return;
       const now = new Map<string, ContainerInfo>();
       for (const c of await this.list()) now.set(c.id, c);
       for (const [id, c] of now) {
-        if (last.get(id)?.state !== c.state) yield { containerId: id, taskId: c.taskId, state: c.state };
-        last.set(id, { taskId: c.taskId, state: c.state });
+        const was = last.get(id);
+        if (was?.state !== c.state || was.health !== c.health) {
+          yield { containerId: id, taskId: c.taskId, state: c.state, ...(c.health ? { health: c.health } : {}) };
+        }
+        last.set(id, c);
       }
       for (const [id, was] of last) {
         if (now.has(id)) continue;
@@ -326,12 +379,12 @@ export class ExecRuntime implements Runtime {
       const done = (): void => {
         clearTimeout(timer);
         signal.removeEventListener('abort', done);
-        this.exitListeners.delete(done);
+        this.wakeListeners.delete(done);
         resolve();
       };
       const timer = setTimeout(done, this.pollMs);
       signal.addEventListener('abort', done, { once: true });
-      this.exitListeners.add(done);
+      this.wakeListeners.add(done);
     });
   }
 
