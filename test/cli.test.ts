@@ -57,11 +57,12 @@ describe('shoal CLI against a detached daemon', () => {
     const ps = json<Record<string, unknown>[]>('service', 'ps', 'web', '--format', 'json');
     assert.equal(ps.length, 3);
     for (const t of ps) {
-      assert.deepEqual(Object.keys(t).sort(), ['containerId', 'createdAt', 'desiredState', 'error', 'id', 'nodeId', 'serviceName', 'slot', 'state']);
+      assert.deepEqual(Object.keys(t).sort(), ['containerId', 'createdAt', 'desiredState', 'error', 'id', 'image', 'nodeId', 'serviceName', 'slot', 'state', 'upToDate']);
+      assert.equal(t.upToDate, true);
       assert.equal(t.state, 'running');
       assert.equal(t.nodeId, nodeId);
     }
-    assert.match(ok('service', 'ps', 'web'), /web\.1\s+\S+\s+running\s+running/);
+    assert.match(ok('service', 'ps', 'web'), /web\.1\s+\S+\s+\S+\s+running\s+running/);
   });
 
   it('inspects a service as JSON with its full spec', () => {
