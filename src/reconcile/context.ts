@@ -18,11 +18,18 @@ export interface ControllerContext {
  * last one (read-your-writes). Callers pass ops that stay correct when split: each stands on its own.
  */
 export const commitAndWait = async (ctx: ControllerContext, ops: Op[], signal?: AbortSignal): Promise<number> => {
-  let revision = 0;
   const size = ctx.store.maxOpsPerCommit;
-  for (let i = 0; i < ops.length; i += size) {
-    revision = (await ctx.store.commit(ops.slice(i, i + size))).revision;
-  }
-  if (revision > 0) await ctx.cache.waitFor(revision, signal);
+  const chunks: Op[][] = [];
+  for (let i = 0; i < ops.length; i += size) chunks.push(ops.slice(i, i + size));
+  if (chunks.length === 0) return 0;
+  // The first chunk alone (callers put the op the rest depends on first, e.g. a service's update status); the others
+  // go out together: a networked store (etcd) pipelines them instead of paying a round trip and a consensus round
+  // each, one after another.
+  const first = await ctx.store.commit(chunks[0] ?? []);
+  const results = await Promise.allSettled(chunks.slice(1).map((c) => ctx.store.commit(c)));
+  const failed = results.find((r) => r.status === 'rejected');
+  const revision = Math.max(first.revision, ...results.map((r) => (r.status === 'fulfilled' ? r.value.revision : 0)));
+  await ctx.cache.waitFor(revision, signal);
+  if (failed) throw failed.reason;
   return revision;
 };
