@@ -3,13 +3,9 @@
 import { ShoalError, invalid, parseBytes, parseConstraint, parseCpus, parseDuration } from '../core/index.js';
 import type { ServiceSpecInput } from '../protocol/index.js';
 
-export interface CreateFlags extends HealthFlags {
-  name?: string;
-  mode?: string;
+/** The task settings `service create` and `service update` both take. */
+export interface TaskSettingFlags {
   replicas?: string;
-  env: string[];
-  label: string[];
-  containerLabel: string[];
   restartCondition?: string;
   restartDelay?: string;
   restartMaxAttempts?: string;
@@ -18,9 +14,17 @@ export interface CreateFlags extends HealthFlags {
   reserveMemory?: string;
   limitCpu?: string;
   limitMemory?: string;
+  stopGracePeriod?: string;
+}
+
+export interface CreateFlags extends HealthFlags, TaskSettingFlags {
+  name?: string;
+  mode?: string;
+  env: string[];
+  label: string[];
+  containerLabel: string[];
   constraint: string[];
   placementPref: string[];
-  stopGracePeriod?: string;
 }
 
 /** `--health-cmd`, `--health-interval`, `--health-timeout`, `--health-retries`, `--health-start-period`, `--no-healthcheck`. */

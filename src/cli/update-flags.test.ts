@@ -58,6 +58,14 @@ describe('applyUpdateFlags', () => {
     assert.deepEqual({ ...once, task: { ...once.task, forceUpdate: undefined } }, { ...SPEC, task: { ...SPEC.task, forceUpdate: undefined } });
   });
 
+  it('changes the health check: a new command, timings alone in place, or off', () => {
+    const withCheck: ServiceSpec = { ...SPEC, task: { ...SPEC.task, container: { ...SPEC.task.container, healthcheck: { test: ['CMD-SHELL', 'true'], intervalMs: 30_000, timeoutMs: 30_000, retries: 3, startPeriodMs: 0 } } } };
+    assert.deepEqual(applyUpdateFlags(withCheck, flags({ healthInterval: '5s' })).task.container.healthcheck, { test: ['CMD-SHELL', 'true'], intervalMs: 5000, timeoutMs: 30_000, retries: 3, startPeriodMs: 0 });
+    assert.deepEqual(applyUpdateFlags(withCheck, flags({ healthCmd: 'test -f /ok' })).task.container.healthcheck?.test, ['CMD-SHELL', 'test -f /ok']);
+    assert.deepEqual(applyUpdateFlags(withCheck, flags({ healthcheck: false })).task.container.healthcheck?.test, ['NONE']);
+    assert.deepEqual(applyUpdateFlags(withCheck, flags({ healthcheck: true })), withCheck, 'no health flag: unchanged');
+  });
+
   it('refuses bad values, naming the flag', () => {
     rejects(() => applyUpdateFlags(SPEC, flags({ replicas: 'many' })), '--replicas');
     rejects(() => applyUpdateFlags({ ...SPEC, mode: { global: {} } }, flags({ replicas: '2' })), '--replicas');

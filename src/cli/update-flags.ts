@@ -1,9 +1,9 @@
 // `service update` flags applied to a service's current spec, and the update/rollback config flags that `service
 // create` takes too; errors name the flag and the reason.
 
-import { ShoalError, invalid, parseBytes, parseConstraint, parseCpus, parseDuration, type Constraint, type ServiceSpec, type UpdateConfig } from '../core/index.js';
+import { ShoalError, invalid, parseBytes, parseConstraint, parseCpus, parseDuration, type Constraint, type HealthCheck, type ServiceSpec, type UpdateConfig } from '../core/index.js';
 import { DEFAULT_UPDATE_CONFIG } from '../core/index.js';
-import { parseCount, parsePairs } from './service-flags.js';
+import { healthFromFlags, parseCount, parsePairs, type HealthFlags, type TaskSettingFlags } from './service-flags.js';
 
 /** --update-* or --rollback-* flags (commander camel-cases them). */
 export interface UpdateConfigFlags {
@@ -21,10 +21,9 @@ export interface UpdateConfigFlags {
   rollbackOrder?: string;
 }
 
-export interface UpdateFlags extends UpdateConfigFlags {
+export interface UpdateFlags extends UpdateConfigFlags, TaskSettingFlags, HealthFlags {
   image?: string;
   args?: string;
-  replicas?: string;
   envAdd: string[];
   envRm: string[];
   labelAdd: string[];
@@ -33,15 +32,6 @@ export interface UpdateFlags extends UpdateConfigFlags {
   containerLabelRm: string[];
   constraintAdd: string[];
   constraintRm: string[];
-  restartCondition?: string;
-  restartDelay?: string;
-  restartMaxAttempts?: string;
-  restartWindow?: string;
-  reserveCpu?: string;
-  reserveMemory?: string;
-  limitCpu?: string;
-  limitMemory?: string;
-  stopGracePeriod?: string;
   force?: boolean;
 }
 
@@ -119,6 +109,22 @@ const editLabels = (labels: Record<string, string>, add: string[], rm: string[],
   return out;
 };
 
+/** The container's health check after the flags: replaced when any --health-* or --no-healthcheck is given. */
+const healthOf = (current: HealthCheck | undefined, f: HealthFlags): { healthcheck?: HealthCheck } => {
+  const next = healthFromFlags(f);
+  if (next === undefined) return current === undefined ? {} : { healthcheck: current };
+  return {
+    healthcheck: {
+      // Timings alone change the check in place (Docker's update does the same).
+      test: f.healthCmd === undefined && f.healthcheck !== false ? (current?.test ?? []) : next.test,
+      intervalMs: next.intervalMs ?? current?.intervalMs ?? 30_000,
+      timeoutMs: next.timeoutMs ?? current?.timeoutMs ?? 30_000,
+      retries: next.retries ?? current?.retries ?? 3,
+      startPeriodMs: next.startPeriodMs ?? current?.startPeriodMs ?? 0,
+    },
+  };
+};
+
 /** The spec `service update` sends: the current one with the flags applied. */
 export const applyUpdateFlags = (current: ServiceSpec, f: UpdateFlags): ServiceSpec => {
   const t = current.task;
@@ -143,6 +149,7 @@ export const applyUpdateFlags = (current: ServiceSpec, f: UpdateFlags): ServiceS
         env: editEnv(c.env, f.envAdd, f.envRm),
         labels: editLabels(c.labels, f.containerLabelAdd, f.containerLabelRm, '--container-label'),
         stopGracePeriodMs: opt(f.stopGracePeriod, (s) => parseDuration(s, '--stop-grace-period'), c.stopGracePeriodMs),
+        ...healthOf(c.healthcheck, f),
       },
       resources: {
         reservations: {

@@ -44,6 +44,17 @@ const converge = async (client: ShoalClient, name: string, desired: number | 'gl
   }
 };
 
+/** The health check options `service create` and `service update` take (as `docker service create`). */
+const healthOptions = (cmd: Command): void => {
+  cmd
+    .option('--health-cmd <command>', 'command to run to check health (run with /bin/sh -c); a task counts as running once healthy')
+    .option('--health-interval <duration>', 'time between checks (default 30s)')
+    .option('--health-timeout <duration>', 'longest a check may run (default 30s)')
+    .option('--health-retries <n>', 'consecutive failures to report unhealthy (default 3)')
+    .option('--health-start-period <duration>', 'time after start when failures do not count (default 0s)')
+    .option('--no-healthcheck', "disable any health check, the image's too");
+};
+
 /** Follows a rolling update or rollback, showing "web: updating 3/6 tasks updated"; fails with the reason it stopped. */
 const followUpdate = async (client: ShoalClient, name: string, expect: 'update' | 'rollback'): Promise<void> => {
   const tty = process.stderr.isTTY;
@@ -96,6 +107,7 @@ export const registerServiceCommands = (program: Command): void => {
     .option('--placement-pref <pref>', 'spread tasks over the values of a node label: spread=node.labels.zone (repeatable)', collect, [])
     .option('--stop-grace-period <duration>', 'time between SIGTERM and SIGKILL (default 10s)')
     .option('-d, --detach', 'return at once instead of waiting for the tasks to run');
+  healthOptions(create);
   updateConfigOptions(create);
   create.action(async (image: string, args: string[], flags: CreateFlags & UpdateConfigFlags & { detach?: boolean }, cmd: Command) => {
       const updateConfig = configFromFlags(flags, 'update');
@@ -134,6 +146,7 @@ export const registerServiceCommands = (program: Command): void => {
     .option('--stop-grace-period <duration>', 'time between SIGTERM and SIGKILL')
     .option('--force', 'replace every task even if nothing changed')
     .option('-d, --detach', 'return at once instead of following the update');
+  healthOptions(update);
   updateConfigOptions(update);
   update.action(async (ref: string, flags: UpdateFlags & { detach?: boolean }, cmd: Command) => {
     const client = clientOf(cmd);
