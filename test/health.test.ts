@@ -3,14 +3,12 @@
 // off with ['NONE']). On the Docker Engine, and on the exec runtime (checks run by the agent).
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ServiceSpecInput, TaskListItem } from '../src/protocol/index.js';
 import { ExecRuntime } from '../src/runtime/index.js';
-import { TEST_IMAGE, docker, eventually, startTestNode, type TestNode } from './helpers.js';
+import { TEST_IMAGE, buildTestImage, docker, eventually, startTestNode, type TestNode } from './helpers.js';
 
 const fast = { intervalMs: 200, timeoutMs: 5000, startPeriodMs: 0 };
 
@@ -31,19 +29,17 @@ const replaced = async (node: TestNode, service: string, failedContainer: string
 
 describe('health checks on a one-node Docker cluster', () => {
   let node: TestNode;
-  const image = `shoal-test/busybox-health:${randomBytes(4).toString('hex')}`;
+  let image = '';
   const create = (spec: ServiceSpecInput): Promise<unknown> => node.client.createService(spec);
 
   before(async () => {
     node = await startTestNode();
     // A check that always fails, run often: a task of this image never gets healthy unless checks are off.
-    const dockerfile = `FROM ${TEST_IMAGE}\nHEALTHCHECK --interval=200ms --timeout=5s --retries=1 CMD echo image check ran; exit 1\n`;
-    const built = spawnSync('docker', ['build', '-q', '-t', image, '-'], { input: dockerfile, encoding: 'utf8', env: { ...process.env, DOCKER_BUILDKIT: '0' }, timeout: 60_000 });
-    assert.equal(built.status, 0, `docker build failed: ${built.stderr}`);
+    image = buildTestImage('busybox-health', `FROM ${TEST_IMAGE}\nHEALTHCHECK --interval=200ms --timeout=5s --retries=1 CMD echo image check ran; exit 1\n`);
   });
   after(async () => {
     await node?.destroy();
-    await docker.getImage(image).remove({ force: true }).catch(() => undefined);
+    if (image) await docker.getImage(image).remove({ force: true }).catch(() => undefined);
   });
 
   it('keeps a task starting until its first check passes, then counts it running', async () => {

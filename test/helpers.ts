@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -48,6 +49,17 @@ export const runningContainersOfService = async (serviceId: string): Promise<Doc
 /** Removes every container a test node made (by label), whatever state it is in. */
 export const removeNodeContainers = async (nodeId: string): Promise<void> => {
   for (const c of await containersOfNode(nodeId)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+};
+
+/**
+ * Builds a throwaway image from `dockerfile` (FROM the test image; no registry is reachable) and returns its tag,
+ * `shoal-test/<name>:<random>`; remove it with `docker.getImage(tag).remove()`.
+ */
+export const buildTestImage = (name: string, dockerfile: string): string => {
+  const tag = `shoal-test/${name}:${randomBytes(4).toString('hex')}`;
+  const built = spawnSync('docker', ['build', '-q', '-t', tag, '-'], { input: dockerfile, encoding: 'utf8', env: { ...process.env, DOCKER_BUILDKIT: '0' }, timeout: 60_000 });
+  assert.equal(built.status, 0, `docker build failed: ${built.stderr}`);
+  return tag;
 };
 
 /** Kills the exec-runtime task processes of every node data dir under `dir` (they outlive a stopped daemon, by design). */

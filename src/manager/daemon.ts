@@ -46,10 +46,17 @@ export const runningPid = (dataDir: string): number | undefined => {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   try {
     process.kill(pid, 0);
-    return pid;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
   }
+  // A killed daemon that its parent has not reaped yet still answers signals: a zombie does not run.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return undefined;
+  } catch {
+    // No /proc (not Linux), or it just went away: trust the signal check.
+  }
+  return pid;
 };
 
 /** Where a local client reaches a listen address: a wildcard address is reached over loopback. */
