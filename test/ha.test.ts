@@ -8,6 +8,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ShoalClient, ApiError } from '../src/cli/client.js';
+import type { Service } from '../src/core/index.js';
 import type { ClusterStatusResponse, TaskListItem } from '../src/protocol/index.js';
 import { openStore } from '../src/store/index.js';
 import { startEtcd, type EtcdCluster } from './etcd.js';
@@ -182,6 +183,20 @@ describe('managers on etcd: leader election, failover, no lost state', () => {
     assert.ok(applied <= acked.length + unknown, `only acknowledged or unknown-outcome writes applied (${applied} applied, ${acked.length} acked, ${unknown} unknown)`);
     ok('join', '--data-dir', join(dir, leader), '--detach');
     killed.delete(leader);
+  });
+
+  it('a leader change in the middle of a rolling update: the next leader resumes and completes it', async () => {
+    ok('service', 'create', '--name', 'rolling', '--replicas', '4', '--env', 'V=1', '--restart-delay', '0s', '--update-parallelism', '1', '--update-delay', '1s', '--update-monitor', '500ms', 'sh', '/bin/sleep', '3600');
+    ok('service', 'update', '--env-add', 'V=2', '--detach', 'rolling');
+    await eventually('the update under way', () => live('rolling').some((t) => t.upToDate && t.state === 'running'), 30_000);
+    const leader = await leaderDir();
+    process.kill(pidOf(leader), 'SIGKILL');
+    await eventually('the update completed by the next leader', () => json<Service[]>('service', 'inspect', 'rolling')[0]?.updateStatus?.state === 'completed', 60_000);
+    const tasks = live('rolling');
+    assert.equal(tasks.length, 4);
+    assert.ok(tasks.every((t) => t.upToDate && t.state === 'running'), JSON.stringify(tasks));
+    ok('join', '--data-dir', join(dir, leader), '--detach');
+    await eventually('3 managers reachable again', () => status().managers.filter((m) => m.status === 'ready').length === 3, 30_000);
   });
 
   it('promotes a worker to manager and demotes it back', async () => {

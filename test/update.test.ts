@@ -86,6 +86,7 @@ describe('rolling updates', () => {
       assert.equal(out.code, 0, out.stderr);
       assert.match(out.stderr, /sf: update completed/);
       assert.match(out.stderr, /6\/6 tasks updated/);
+      assert.match(out.stderr, /replacing sf\.\d sf\.\d/, 'progress names the two tasks being replaced');
     });
     assert.ok(lowest >= 4, `at least 4 running throughout (lowest ${lowest})`);
     assert.ok(lowest < 6, `stop-first stops before it starts (lowest ${lowest})`);

@@ -143,6 +143,10 @@ export interface UpdateProgress {
   total: number;
   state: UpdateStatus['state'];
   message: string;
+  /** Tasks of the current spec being brought up now (`web.3`). */
+  replacing: string[];
+  /** Tasks of the current spec that failed since the update began. */
+  failures: number;
 }
 
 /**
@@ -158,11 +162,15 @@ export const waitUpdated = async (
   for (;;) {
     const s = await client.inspectService(ref);
     const st = s.updateStatus;
-    const tasks = (await client.serviceTasks(ref)).filter(live);
+    const all = await client.serviceTasks(ref);
+    const tasks = all.filter(live);
     const total = 'replicated' in s.spec.mode ? s.spec.mode.replicated.replicas : tasks.length;
     const updated = tasks.filter((t) => t.upToDate === true && t.state === 'running').length;
     const state = st?.state ?? 'completed';
-    opts.onProgress?.({ updated, total, state, message: st?.message ?? '' });
+    const replacing = tasks.filter((t) => t.upToDate === true && !TERMINAL.has(t.state) && t.state !== 'running').map((t) => `${t.serviceName}.${t.slot}`);
+    const since = Date.parse(st?.startedAt ?? '') || 0;
+    const failures = all.filter((t) => t.upToDate === true && (t.state === 'failed' || t.state === 'rejected') && Date.parse(t.createdAt) >= since).length;
+    opts.onProgress?.({ updated, total, state, message: st?.message ?? '', replacing, failures });
     if (state === (opts.expect === 'update' ? 'completed' : 'rollback_completed')) return s;
     if (state === 'paused' || state === 'rollback_paused') throw new ConvergeError(st?.message ?? state);
     if (state === 'rollback_completed') throw new ConvergeError(`the update failed and was rolled back: ${st?.message ?? ''}`);

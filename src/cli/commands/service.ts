@@ -63,7 +63,9 @@ const followUpdate = async (client: ShoalClient, name: string, expect: 'update' 
     await waitUpdated(client, name, {
       expect,
       onProgress: (p) => {
-        const text = `${name}: ${p.state.replace('_', ' ')}: ${p.updated}/${p.total} tasks updated${p.message && p.state !== 'updating' ? ` (${p.message})` : ''}`;
+        const doing = p.replacing.length > 0 ? `, replacing ${p.replacing.join(' ')}` : '';
+        const failed = p.failures > 0 ? `, ${p.failures} failed` : '';
+        const text = `${name}: ${p.state.replace('_', ' ')}: ${p.updated}/${p.total} tasks updated${doing}${failed}${p.message && p.state !== 'updating' ? ` (${p.message})` : ''}`;
         if (text === last) return;
         last = text;
         process.stderr.write(tty ? `\r\x1b[2K${text}` : `${text}\n`);
