@@ -282,9 +282,7 @@ export class Api {
     const { replicas, version } = parsed.data;
     const updated = await this.retryOnConflict(async () => {
       const s = this.service(c.params.ref);
-      if (version !== undefined && version !== s.meta.version) {
-        throw new ShoalError('conflict', `service '${s.spec.name}' is at version ${s.meta.version}, not ${version}: it changed since you read it`, { violations: [{ field: 'version', reason: 'stale' }] });
-      }
+      expectVersion(s, version);
       if (!('replicated' in s.spec.mode)) {
         throw new ShoalError('failed_precondition', `cannot scale service '${s.spec.name}': it is global (one task per node)`, { violations: [{ field: 'replicas', reason: 'only replicated services scale' }] });
       }
@@ -306,9 +304,7 @@ export class Api {
     const { spec, version } = parsed.data;
     const updated = await this.retryOnConflict(async () => {
       const s = this.service(c.params.ref);
-      if (version !== undefined && version !== s.meta.version) {
-        throw new ShoalError('conflict', `service '${s.spec.name}' is at version ${s.meta.version}, not ${version}: it changed since you read it`, { violations: [{ field: 'version', reason: 'stale' }] });
-      }
+      expectVersion(s, version);
       if (spec.name !== s.spec.name) throw invalid('spec.name', `a service cannot be renamed (it is '${s.spec.name}')`);
       if ('global' in spec.mode !== 'global' in s.spec.mode) throw invalid('spec.mode', 'a service cannot change between replicated and global; remove it and create it again');
       const next: Service = taskTemplateChanged(s.spec, spec)
@@ -670,6 +666,13 @@ export class Api {
     }
   }
 }
+
+/** A write with `version` is a compare-and-set: refused unless the service is still at that version. */
+const expectVersion = (s: Service, version: number | undefined): void => {
+  if (version !== undefined && version !== s.meta.version) {
+    throw new ShoalError('conflict', `service '${s.spec.name}' is at version ${s.meta.version}, not ${version}: it changed since you read it`, { violations: [{ field: 'version', reason: 'stale' }] });
+  }
+};
 
 /** HOST:PORT parsed, or undefined when `text` is not one. */
 const parseAddress = (text: string): { host: string; port: number } | undefined => {
