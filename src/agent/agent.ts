@@ -15,6 +15,7 @@ import {
   MANAGER_TLS_NAME,
   SESSION_PATH,
   SESSION_PROTOCOL_VERSION,
+  parseManagerList,
   parseMessage,
   type AgentMessage,
   type LogsRequestMessage,
@@ -22,7 +23,7 @@ import {
   type TaskStatusUpdate,
 } from '../protocol/index.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { ManagerRounds, parseManagerList, type SessionOutcome } from './managers.js';
+import { ManagerRounds, type SessionOutcome } from './managers.js';
 import { TaskRunner } from './task-runner.js';
 
 export interface AgentOptions {

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ShoalError } from '../core/index.js';
-import { ManagerRounds, parseManagerList, preferFirst, sameList, type SessionOutcome } from './managers.js';
+import { parseManagerList, preferFirst, sameList } from '../protocol/index.js';
+import { ManagerRounds, type SessionOutcome } from './managers.js';
 
 const A = '10.0.0.1:7420';
 const B = '10.0.0.2:7420';

@@ -1,5 +1,4 @@
-// The managers an agent (or a CLI client) knows: parsing the lists the cluster sends, keeping the one in use first,
-// and the order and pace in which an agent tries them when it has no session.
+// The order and pace in which an agent tries the managers it knows when it has no session.
 //
 // Only the leading manager serves agent sessions; the others answer 503 and name the leader when they know it. So
 // the agent goes straight to a named leader, moves on at once past a manager it cannot reach, and waits only after a
@@ -10,23 +9,7 @@
 
 import { ShoalError } from '../core/index.js';
 import { backoffDelay, type BackoffOptions } from '../lib/backoff.js';
-
-/** Addresses (HOST:PORT) from a header value or a message field: trimmed, blanks and repeats dropped, order kept. */
-export const parseManagerList = (value: unknown): string[] => {
-  const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : [];
-  const out: string[] = [];
-  for (const item of items) {
-    const a = typeof item === 'string' ? item.trim() : '';
-    if (a !== '' && !out.includes(a)) out.push(a);
-  }
-  return out;
-};
-
-/** `list` with `address` moved to the front when it is in it (the rest in their order); a copy either way. */
-export const preferFirst = (list: readonly string[], address: string | undefined): string[] =>
-  address !== undefined && list.includes(address) ? [address, ...list.filter((a) => a !== address)] : [...list];
-
-export const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+import { parseManagerList, preferFirst, sameList } from '../protocol/index.js';
 
 /** How one attempt at a session ended. */
 export type SessionOutcome =

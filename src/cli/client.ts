@@ -9,7 +9,7 @@ import { request, Agent } from 'node:https';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { API_PREFIX, EVENTS_HISTORY_HEADER, LEADER_HEADER, MANAGERS_HEADER, MANAGER_TLS_NAME, type ClusterEvent, type ClusterStatusResponse, type ClusterUpdateRequest, type NodeUpdateRequest, type ErrorBody, type InfoResponse, type LogEntry, type NodeListItem, type ServiceListItem, type ServiceSpecInput, type TaskListItem } from '../protocol/index.js';
 import { ShoalError, type Cluster, type Node, type Service } from '../core/index.js';
-import { parseManagerList, sameList } from '../agent/managers.js';
+import { parseManagerList, sameList } from '../protocol/index.js';
 
 /** How long a connection (TCP and TLS) may take before the next manager is tried, unless the options say. */
 const CONNECT_TIMEOUT_MS = 5000;

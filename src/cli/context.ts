@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../manager/data-dir.js';
-import { parseManagerList, preferFirst, sameList } from '../agent/managers.js';
+import { parseManagerList, preferFirst, sameList } from '../protocol/index.js';
 import { ShoalClient } from './client.js';
 
 export interface CliContext {

@@ -1,3 +1,4 @@
 // The protocol layer's public surface: API wire shapes and the session protocol.
 export * from './api.js';
 export * from './session.js';
+export * from './managers.js';
