@@ -71,7 +71,18 @@ class Managers implements ManagerView {
     return this.leader === undefined ? undefined : this.cache.get('node', this.leader)?.description.address || undefined;
   }
 
+  /** The last answer, for the cache revision and leader it was computed at: every API response asks. */
+  private memo: { revision: number; leader: string | undefined; addresses: string[] } | undefined;
+
   addresses(): string[] {
+    const { revision } = this.cache;
+    if (this.memo?.revision === revision && this.memo.leader === this.leader) return this.memo.addresses;
+    const addresses = this.computeAddresses();
+    this.memo = { revision, leader: this.leader, addresses };
+    return addresses;
+  }
+
+  private computeAddresses(): string[] {
     const removed = new Set(this.cache.list('cluster')[0]?.auth.removedNodeIds ?? []);
     const rank = (n: Node): number => (n.id === this.leader ? 0 : n.status.state === 'ready' ? 1 : 2);
     return this.cache
