@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ZodError } from 'zod';
 import { ERROR_CODES, ShoalError, type FieldViolation } from '../core/index.js';
+import type { Permission, Principal } from '../policy/authorize.js';
 import type { ErrorBody } from '../protocol/index.js';
 
 /** Largest request body accepted, in bytes: specs are small, and a cap keeps a client from exhausting memory. */
@@ -15,13 +16,50 @@ export interface RequestContext {
   query: URLSearchParams;
   /** Aborts when the client goes away. */
   signal: AbortSignal;
+  /** Who is asking (anonymous on public routes). */
+  who: Principal;
+  /** What the audit log records of this request; handlers add the target and the rule that decided. */
+  audit: AuditNote;
+  /** The route permission that allowed the request (of `permission` and `or`). */
+  allowedBy?: Permission;
+}
+
+export interface AuditNote {
+  /** `service/latte`, `user/dev-a`, …; the route's path parameters when a handler does not say. */
+  target?: string;
+  project?: string;
+  /** The user, when the request names one the credential does not (login). */
+  user?: string;
+  /** The rules that decided, in order (grant, then policies). */
+  rules: string[];
+  warnings: string[];
+  audits: string[];
 }
 
 export type Handler = (ctx: RequestContext) => Promise<void>;
 
-interface Route {
+/**
+ * Who may call a route:
+ * - public: anyone, without credentials (the reason says why);
+ * - signedIn: any authenticated user (the handler limits them to their own objects);
+ * - permission: a user with the permission. For a project permission, `project` finds the project of the object the
+ *   request names; without it the route needs the permission in some project and the handler checks the project of
+ *   each object (listings filter, creates check the project in the body).
+ */
+export type RouteAccess =
+  | { public: string }
+  | { signedIn: true }
+  | { permission: Permission; project?: (c: Pick<RequestContext, 'params'>) => string }
+  /** Either permission; the handler sees which one allowed (`allowedBy`) and limits the second to what it covers. */
+  | { permission: Permission; or: Permission; project: (c: Pick<RequestContext, 'params'>) => string };
+
+export interface RouteInfo {
   method: string;
   pattern: string;
+  access: RouteAccess;
+}
+
+interface Route extends RouteInfo {
   parts: string[];
   handler: Handler;
 }
@@ -33,13 +71,19 @@ export const UNMATCHED_ROUTE = '(unmatched)';
 export class Router {
   private readonly routes: Route[] = [];
 
-  add(method: string, pattern: string, handler: Handler): this {
-    this.routes.push({ method, pattern, parts: pattern.split('/').filter(Boolean), handler });
+  /** Every route declares who may call it: a route without a rule cannot be added. */
+  add(method: string, pattern: string, access: RouteAccess, handler: Handler): this {
+    this.routes.push({ method, pattern, access, parts: pattern.split('/').filter(Boolean), handler });
     return this;
   }
 
+  /** Every route with its access rule (the authorization table the docs and tests check). */
+  list(): RouteInfo[] {
+    return this.routes.map(({ method, pattern, access }) => ({ method, pattern, access }));
+  }
+
   /** The handler for a request and its route pattern, or the reason there is none (404 for unknown paths, 405 for known paths). */
-  match(method: string, path: string): { handler: Handler; params: Record<string, string>; pattern: string } | { error: ShoalError } {
+  match(method: string, path: string): { handler: Handler; params: Record<string, string>; pattern: string; access: RouteAccess } | { error: ShoalError } {
     const parts = path.split('/').filter(Boolean);
     let pathKnown = false;
     for (const r of this.routes) {
@@ -55,7 +99,7 @@ export class Router {
       });
       if (!ok) continue;
       pathKnown = true;
-      if (r.method === method) return { handler: r.handler, params, pattern: r.pattern };
+      if (r.method === method) return { handler: r.handler, params, pattern: r.pattern, access: r.access };
     }
     return {
       error: pathKnown
@@ -120,4 +164,18 @@ export const sendError = (res: ServerResponse, e: unknown, onInternal: (e: unkno
   }
   const status = err.code === 'invalid_argument' && /method .* is not allowed/.test(err.message) ? 405 : ERROR_CODES[err.code];
   sendJson(res, status, body);
+};
+
+/** Defers `res.end` until the returned release is called: a write's answer leaves only once its audit entry is stored. */
+export const holdResponse = (res: ServerResponse): (() => void) => {
+  const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+  let held: unknown[] | undefined;
+  res.end = ((...args: unknown[]) => {
+    held = args;
+    return res;
+  }) as ServerResponse['end'];
+  return () => {
+    res.end = end as ServerResponse['end'];
+    if (held) end(...held);
+  };
 };

@@ -1,15 +1,17 @@
-// The HTTP/JSON API under /v1: authenticates every request, validates input, writes desired state to the store.
+// The HTTP/JSON API under /v1: authenticates every request, authorizes it by the route's rule, checks service writes
+// against the policies, records every write decision in the audit log, and writes desired state to the store.
 //
 // Handlers never schedule or reconcile: they write specs and return once the cache has seen the write, so a client
 // that reads right after a write sees it. Writes that must not race (unique names) go through one mutex.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { ShoalError, invalid, notFound, taskTemplateChanged, type Cluster, type Node, type Service, type ServiceSpec, type Task } from '../core/index.js';
+import { ShoalError, invalid, notFound, projectOf, taskTemplateChanged, type Cluster, type Node, type Service, type ServiceSpec, type StoredObject, type Task } from '../core/index.js';
 import type { Clock } from '../lib/clock.js';
 import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
-import { bearerToken, secretDigest, secretMatches } from '../lib/secrets.js';
+import { secretDigest, secretMatches } from '../lib/secrets.js';
+import { authorize, projectsAllowed, type Permission } from '../policy/authorize.js';
 import { caDigest, formatJoinToken, newJoinSecret, parseJoinToken, signNodeCsr, verifyNodeCertificate } from '../pki/index.js';
 import {
   API_PREFIX,
@@ -26,6 +28,7 @@ import {
   type RenewResponse,
   type InfoResponse,
   type LogEntry,
+  type AuditEntry,
   LEADER_HEADER,
   MANAGERS_HEADER,
   parseHostPort,
@@ -33,7 +36,14 @@ import {
 import type { Cache } from '../store/cache.js';
 import type { Op, Store } from '../store/store.js';
 import { serveEvents, type EventLog } from './events.js';
-import { Router, UNMATCHED_ROUTE, fromZod, queryFlag, readJson, sendError, sendJson, type RequestContext } from './http.js';
+import { AccessApi } from './access-routes.js';
+import { Admission } from './admission.js';
+import { AuditLog } from './audit.js';
+import { ANONYMOUS, Authenticator } from './authn.js';
+import { Router, UNMATCHED_ROUTE, fromZod, holdResponse, queryFlag, readJson, sendError, sendJson, type RequestContext, type RouteAccess, type RouteInfo } from './http.js';
+import { PolicyApi } from './policy-routes.js';
+import { TemplateApi } from './template-routes.js';
+import { StoreWriter } from './writes.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';
 import type { ShoalMetrics } from './shoal-metrics.js';
 import { parseTimeQuery } from './time-query.js';
@@ -59,9 +69,6 @@ export interface CaMaterial {
   keyPem: string;
 }
 
-/** Routes a node without credentials may call: fetching the CA to check it against its token, and joining. */
-const PUBLIC_PATHS = new Set([`${API_PREFIX}/ca`, `${API_PREFIX}/join`, `${API_PREFIX}/renew`]);
-
 export interface ApiDeps {
   ca: CaMaterial;
   store: Store;
@@ -81,61 +88,67 @@ export interface ApiDeps {
   storeUrl?: string;
 }
 
-const CONFLICT_RETRIES = 5;
-
-/** Serializes async sections (name checks + writes) so two requests cannot both claim a name. */
-class Mutex {
-  private tail: Promise<void> = Promise.resolve();
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    const prev = this.tail;
-    let release: () => void = () => undefined;
-    this.tail = new Promise((r) => (release = r));
-    await prev;
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
-  }
-}
-
 export class Api {
   private readonly router = new Router();
-  private readonly writes = new Mutex();
+  private readonly writer: StoreWriter;
+  private readonly authn: Authenticator;
+  private readonly auditLog: AuditLog;
+  private readonly access: AccessApi;
+  private readonly policies: PolicyApi;
+  private readonly admission: Admission;
+  private readonly templates: TemplateApi;
 
   constructor(private readonly deps: ApiDeps) {
     const p = API_PREFIX;
+    const { store, cache, clock, logger, newId } = deps;
+    this.writer = new StoreWriter({ store, cache });
+    this.authn = new Authenticator({ cache, clock, caPem: deps.ca.certPem, cluster: () => this.cluster() });
+    this.auditLog = new AuditLog({ store, clock, logger });
+    this.access = new AccessApi({ cache, clock, logger, newId, writer: this.writer, authn: this.authn });
+    this.admission = new Admission({ cache, logger, observe: (sec) => deps.metrics.observeAdmission(sec) });
+    this.templates = new TemplateApi({ cache, clock, logger, newId, writer: this.writer, admission: this.admission });
+    this.policies = new PolicyApi({ cache, clock, logger, writer: this.writer, auditLog: this.auditLog, admission: this.admission });
+    const svc = (c: Pick<RequestContext, 'params'>): string => projectOf(this.service(c.params.ref).spec);
     this.router
-      .add('GET', `${p}/info`, (c) => this.info(c))
-      .add('GET', `${p}/openapi.json`, async (c) => sendJson(c.res, 200, openApiDocument(this.deps.version)))
-      .add('GET', `${p}/services`, (c) => this.listServices(c))
-      .add('POST', `${p}/services`, (c) => this.createService(c))
-      .add('GET', `${p}/services/:ref`, async (c) => sendJson(c.res, 200, this.service(c.params.ref)))
-      .add('DELETE', `${p}/services/:ref`, (c) => this.removeService(c))
-      .add('POST', `${p}/services/:ref/scale`, (c) => this.scaleService(c))
-      .add('POST', `${p}/services/:ref/update`, (c) => this.updateService(c))
-      .add('POST', `${p}/services/:ref/rollback`, (c) => this.rollbackService(c))
-      .add('GET', `${p}/services/:ref/tasks`, (c) => this.serviceTasks(c))
-      .add('GET', `${p}/services/:ref/logs`, (c) => this.serviceLogs(c))
-      .add('GET', `${p}/tasks/:id`, async (c) => sendJson(c.res, 200, this.task(c.params.id)))
-      .add('GET', `${p}/nodes`, async (c) => sendJson(c.res, 200, this.deps.cache.list('node').sort(byHostname).map((n) => nodeRow(n, this.deps.managers.leaderId()))))
-      .add('GET', `${p}/nodes/:ref`, async (c) => sendJson(c.res, 200, this.node(c.params.ref)))
-      .add('POST', `${p}/nodes/:ref/update`, (c) => this.updateNode(c))
-      .add('DELETE', `${p}/nodes/:ref`, (c) => this.removeNode(c))
-      .add('GET', `${p}/cluster`, async (c) => sendJson(c.res, 200, this.clusterView()))
-      .add('POST', `${p}/cluster/update`, (c) => this.updateCluster(c))
-      .add('GET', `${p}/cluster/status`, (c) => this.clusterStatus(c))
-      .add('GET', `${p}/ca`, async (c) => sendJson(c.res, 200, { ca: this.deps.ca.certPem }))
-      .add('POST', `${p}/join`, (c) => this.join(c))
-      .add('POST', `${p}/renew`, (c) => this.renew(c))
-      .add('GET', `${p}/join-tokens`, async (c) => sendJson(c.res, 200, this.joinTokens()))
-      .add('POST', `${p}/join-tokens/rotate`, (c) => this.rotateJoinToken(c))
-      .add('GET', `${p}/events`, (c) => serveEvents(c, this.deps.events, this.deps.clock))
-      // Prometheus' conventional path, outside /v1; it needs the admin bearer token like every API route.
-      .add('GET', '/metrics', async (c) => {
+      .add('GET', `${p}/info`, { signedIn: true }, (c) => this.info(c))
+      .add('GET', `${p}/openapi.json`, { signedIn: true }, async (c) => sendJson(c.res, 200, openApiDocument(this.deps.version)))
+      .add('GET', `${p}/services`, { permission: 'service.read' }, (c) => this.listServices(c))
+      .add('POST', `${p}/services`, { permission: 'service.create' }, (c) => this.createService(c))
+      .add('GET', `${p}/services/:ref`, { permission: 'service.read', project: svc }, async (c) => sendJson(c.res, 200, this.service(c.params.ref)))
+      .add('DELETE', `${p}/services/:ref`, { permission: 'service.remove', or: 'template.remove', project: svc }, (c) => this.removeService(c))
+      .add('POST', `${p}/services/:ref/scale`, { permission: 'service.scale', or: 'template.scale', project: svc }, (c) => this.scaleService(c))
+      .add('POST', `${p}/services/:ref/update`, { permission: 'service.update', project: svc }, (c) => this.updateService(c))
+      .add('POST', `${p}/services/:ref/rollback`, { permission: 'service.rollback', project: svc }, (c) => this.rollbackService(c))
+      .add('GET', `${p}/services/:ref/tasks`, { permission: 'service.read', project: (c) => this.projectOfTasks(c.params.ref) }, (c) => this.serviceTasks(c))
+      .add('GET', `${p}/services/:ref/logs`, { permission: 'service.logs', project: (c) => this.projectOfTasks(c.params.ref) }, (c) => this.serviceLogs(c))
+      .add('GET', `${p}/tasks/:id`, { permission: 'service.read', project: (c) => this.projectOfTasks(c.params.id) }, async (c) => sendJson(c.res, 200, this.task(c.params.id)))
+      .add('GET', `${p}/nodes`, { permission: 'node.read' }, async (c) => sendJson(c.res, 200, this.deps.cache.list('node').sort(byHostname).map((n) => nodeRow(n, this.deps.managers.leaderId()))))
+      .add('GET', `${p}/nodes/:ref`, { permission: 'node.read' }, async (c) => sendJson(c.res, 200, this.node(c.params.ref)))
+      .add('POST', `${p}/nodes/:ref/update`, { permission: 'node.write' }, (c) => this.updateNode(c))
+      .add('DELETE', `${p}/nodes/:ref`, { permission: 'node.write' }, (c) => this.removeNode(c))
+      .add('GET', `${p}/cluster`, { permission: 'cluster.read' }, async (c) => sendJson(c.res, 200, this.clusterView()))
+      .add('POST', `${p}/cluster/update`, { permission: 'cluster.write' }, (c) => this.updateCluster(c))
+      .add('GET', `${p}/cluster/status`, { permission: 'cluster.read' }, (c) => this.clusterStatus(c))
+      .add('GET', `${p}/ca`, { public: 'a joining node fetches the CA to check it against its join token' }, async (c) => sendJson(c.res, 200, { ca: this.deps.ca.certPem }))
+      .add('POST', `${p}/join`, { public: 'a joining node proves itself with its join token' }, (c) => this.join(c))
+      .add('POST', `${p}/renew`, { public: 'a node proves itself with its current certificate on the TLS connection' }, (c) => this.renew(c))
+      // Join tokens are credentials: only admins see or rotate them.
+      .add('GET', `${p}/join-tokens`, { permission: 'cluster.write' }, async (c) => sendJson(c.res, 200, this.joinTokens()))
+      .add('POST', `${p}/join-tokens/rotate`, { permission: 'cluster.write' }, (c) => this.rotateJoinToken(c))
+      .add('GET', `${p}/events`, { permission: 'cluster.read' }, (c) => serveEvents(c, this.deps.events, this.deps.clock))
+      // Prometheus' conventional path, outside /v1; it needs a bearer token like every API route.
+      .add('GET', '/metrics', { permission: 'cluster.read' }, async (c) => {
         c.res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'cache-control': 'no-store' });
         c.res.end(this.deps.metrics.render());
       });
+    this.access.register(this.router);
+    this.policies.register(this.router);
+    this.templates.register(this.router);
+  }
+
+  /** Every route with who may call it: the authorization table (docs/authorization.md) is checked against this. */
+  routes(): RouteInfo[] {
+    return this.router.list();
   }
 
   /** The request listener for node:http. */
@@ -158,29 +171,55 @@ export class Api {
   private async dispatch(req: IncomingMessage, res: ServerResponse, signal: AbortSignal, onRoute: (pattern: string) => void): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const m = this.router.match(req.method ?? 'GET', url.pathname);
-    if ('pattern' in m) onRoute(m.pattern);
-    if (!PUBLIC_PATHS.has(url.pathname)) this.authenticate(req);
-    if ('error' in m) throw m.error;
-    await m.handler({ req, res, params: m.params, query: url.searchParams, signal });
+    if ('error' in m) {
+      // Unknown routes answer only to signed-in callers: a stranger learns nothing of the API.
+      this.authn.authenticate(req);
+      throw m.error;
+    }
+    onRoute(m.pattern);
+    const who = 'public' in m.access ? ANONYMOUS : this.authn.authenticate(req);
+    const c: RequestContext = { req, res, params: m.params, query: url.searchParams, signal, who, audit: { rules: [], warnings: [], audits: [] } };
+    if (req.method === 'GET') {
+      this.authorizeRoute(c, m.access);
+      await m.handler(c);
+      return;
+    }
+    // A write is answered only once the audit log has its decision: a caller never sees a result the log lacks.
+    const release = holdResponse(res);
+    let failure: Error | undefined;
+    try {
+      this.authorizeRoute(c, m.access);
+      await m.handler(c);
+    } catch (e) {
+      failure = e instanceof Error ? e : new Error(String(e));
+    }
+    try {
+      await this.auditLog.record(auditEntry(c, { method: req.method ?? 'POST', pattern: m.pattern, access: m.access }, failure));
+    } catch (e) {
+      this.deps.logger.error('audit log write failed', { method: req.method, route: m.pattern, error: String(e) });
+    }
+    release();
+    if (failure !== undefined) throw failure;
   }
 
-  private authenticate(req: IncomingMessage): void {
-    // A node certificate proves a node, not a user: a worker's certificate grants the session protocol only.
-    const peer = (req.socket as TLSSocket).getPeerCertificate?.();
-    if (peer?.raw) {
-      const role = (() => {
-        try {
-          return verifyNodeCertificate(peer.raw, { ca: this.deps.ca.certPem, now: new Date(this.deps.clock.now()) }).role;
-        } catch {
-          return undefined;
-        }
-      })();
-      if (role === 'worker') throw new ShoalError('permission_denied', 'a worker certificate grants only the node session protocol, not the user API');
+  /** Checks the route's rule; a project permission is checked on the project of the object the request names. */
+  private authorizeRoute(c: RequestContext, access: RouteAccess): void {
+    if (!('permission' in access)) return;
+    const project = access.project?.(c);
+    if (project !== undefined) c.audit.project = project;
+    if ('or' in access && !authorize(c.who, access.permission, project).allowed && authorize(c.who, access.or, project).allowed) {
+      this.requirePermission(c, access.or, project);
+      c.allowedBy = access.or;
+      return;
     }
-    const token = bearerToken(req.headers.authorization);
-    if (token === undefined) throw new ShoalError('unauthenticated', 'missing credentials: send "Authorization: Bearer <token>" (the token shoal init wrote to the CLI context)');
-    const cluster = this.cluster();
-    if (!secretMatches(token, cluster.auth.adminTokenDigests)) throw new ShoalError('unauthenticated', 'invalid credentials: the token is not an admin token of this cluster');
+    this.requirePermission(c, access.permission, project);
+    c.allowedBy = access.permission;
+  }
+
+  private requirePermission(c: RequestContext, permission: Permission, project?: string): void {
+    const d = authorize(c.who, permission, project);
+    if (!d.allowed) throw new ShoalError('permission_denied', d.rule);
+    c.audit.rules.push(d.rule);
   }
 
   private cluster(): Cluster {
@@ -221,6 +260,25 @@ export class Api {
     return t;
   }
 
+  /**
+   * The project of what a task route names: a service, or a task (by its service). Tasks of a removed service belong
+   * to no project any more: only a cluster-wide grant reaches them.
+   */
+  private projectOfTasks(ref: string | undefined): string {
+    const { cache } = this.deps;
+    const serviceOf = (id: string): string => {
+      const s = cache.get('service', id);
+      return s ? projectOf(s.spec) : NO_PROJECT;
+    };
+    const direct = cache.get('service', ref ?? '') ?? cache.list('service').find((s) => s.spec.name === ref);
+    if (direct) return projectOf(direct.spec);
+    const task = cache.get('task', ref ?? '');
+    if (task) return serviceOf(task.serviceId);
+    if (cache.tasksOfService(ref ?? '').length > 0) return NO_PROJECT;
+    const first = this.logTasks(ref)[0];
+    return first ? serviceOf(first.serviceId) : NO_PROJECT;
+  }
+
   /** What `service logs REF` reads, like docker: a service's tasks (id, name, prefix), else one task (id or unique prefix). */
   private logTasks(ref: string | undefined): Task[] {
     try {
@@ -250,8 +308,10 @@ export class Api {
 
   private async listServices(c: RequestContext): Promise<void> {
     const { cache } = this.deps;
+    const allowed = projectsAllowed(c.who, 'service.read');
     const rows = cache
       .list('service')
+      .filter((s) => allowed === 'all' || allowed.has(projectOf(s.spec)))
       .sort((a, b) => a.spec.name.localeCompare(b.spec.name))
       .map((s) => serviceRow(s, cache.tasksOfService(s.id)));
     sendJson(c.res, 200, rows);
@@ -261,6 +321,10 @@ export class Api {
     const parsed = serviceSpecSchema.safeParse(await readJson(c.req));
     if (!parsed.success) throw fromZod(parsed.error, 'service spec');
     const spec: ServiceSpec = parsed.data;
+    c.audit.target = `service/${spec.name}`;
+    this.requirePermission(c, 'service.create', projectOf(spec));
+    c.audit.project = projectOf(spec);
+    this.admission.check(c, 'create', spec);
     const service = await this.retryOnConflict(async () => {
       if (this.deps.cache.list('service').some((s) => s.spec.name === spec.name)) {
         throw new ShoalError('already_exists', `service '${spec.name}' already exists`, { violations: [{ field: 'name', reason: 'a service with this name exists' }] });
@@ -287,6 +351,8 @@ export class Api {
         throw new ShoalError('failed_precondition', `cannot scale service '${s.spec.name}': it is global (one task per node)`, { violations: [{ field: 'replicas', reason: 'only replicated services scale' }] });
       }
       const next: Service = { ...s, spec: { ...s.spec, mode: { replicated: { replicas } } } };
+      if (c.allowedBy === 'template.scale') this.templates.checkScale(s, replicas);
+      this.admission.check(c, 'scale', next.spec, s.spec);
       return (await this.commit([{ op: 'update', object: next }], c.signal))[0] as Service;
     });
     this.deps.logger.info('service scaled', { service: updated.spec.name, replicas });
@@ -307,6 +373,9 @@ export class Api {
       expectVersion(s, version);
       if (spec.name !== s.spec.name) throw invalid('spec.name', `a service cannot be renamed (it is '${s.spec.name}')`);
       if ('global' in spec.mode !== 'global' in s.spec.mode) throw invalid('spec.mode', 'a service cannot change between replicated and global; remove it and create it again');
+      // Moving a service to another project needs the right to update services there too.
+      if (projectOf(spec) !== projectOf(s.spec)) this.requirePermission(c, 'service.update', projectOf(spec));
+      this.admission.check(c, 'update', spec, s.spec);
       const next: Service = taskTemplateChanged(s.spec, spec)
         ? { ...s, spec, previousSpec: s.spec, updateStatus: { state: 'updating', startedAt: isoNow(this.deps.clock), message: 'update in progress' } }
         : { ...s, spec };
@@ -321,6 +390,8 @@ export class Api {
     const updated = await this.retryOnConflict(async () => {
       const s = this.service(c.params.ref);
       if (!s.previousSpec) throw new ShoalError('failed_precondition', `service '${s.spec.name}' has no previous spec to roll back to (it was never updated)`);
+      if (projectOf(s.previousSpec) !== projectOf(s.spec)) this.requirePermission(c, 'service.rollback', projectOf(s.previousSpec));
+      this.admission.check(c, 'rollback', s.previousSpec, s.spec);
       const next: Service = { ...s, spec: s.previousSpec, previousSpec: s.spec, updateStatus: { state: 'rollback_started', startedAt: isoNow(this.deps.clock), message: 'rollback requested' } };
       return (await this.commit([{ op: 'update', object: next }], c.signal))[0] as Service;
     });
@@ -331,6 +402,8 @@ export class Api {
   private async removeService(c: RequestContext): Promise<void> {
     const removed = await this.retryOnConflict(async () => {
       const s = this.service(c.params.ref);
+      if (c.allowedBy === 'template.remove') this.templates.checkOrigin(s, 'remove');
+      this.admission.check(c, 'remove', s.spec, s.spec);
       await this.commit([{ op: 'delete', kind: 'service', id: s.id, version: s.meta.version }], c.signal);
       return s;
     });
@@ -648,26 +721,36 @@ export class Api {
 
   // ------------------------------------------------------------ writes
 
-  private async commit(ops: Op[], signal: AbortSignal): Promise<NonNullable<Awaited<ReturnType<Store['commit']>>['objects'][number]>[]> {
-    const r = await this.deps.store.commit(ops);
-    await this.deps.cache.waitFor(r.revision, signal);
-    return r.objects.filter((o) => o !== undefined);
+  private commit(ops: Op[], signal: AbortSignal): Promise<StoredObject[]> {
+    return this.writer.commit(ops, signal);
   }
 
-  /** Runs a read-modify-write again when a concurrent writer (a controller) got there first. */
-  private async retryOnConflict<T>(fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.writes.run(fn);
-      } catch (e) {
-        if (!(e instanceof ShoalError && e.code === 'conflict') || attempt >= CONFLICT_RETRIES) throw e;
-        await this.deps.cache.waitFor(await this.deps.store.revision());
-      }
-    }
+  private retryOnConflict<T>(fn: () => Promise<T>): Promise<T> {
+    return this.writer.retryOnConflict(fn);
   }
 }
 
-/** A write with `version` is a compare-and-set: refused unless the service is still at that version. */
+/** No project's grant matches this (names are DNS labels). */
+const NO_PROJECT = '(none)';
+
+/** The audit entry of a write: allowed, denied (by a grant or a policy), or failed for another reason. */
+const auditEntry = (c: RequestContext, route: RouteInfo, failure: Error | undefined): Omit<AuditEntry, 'id' | 'time'> => {
+  const denied = failure instanceof ShoalError && (failure.code === 'permission_denied' || failure.code === 'unauthenticated');
+  const paramTarget = Object.values(c.params)[0];
+  const target = c.audit.target ?? (paramTarget === undefined ? '' : `${route.pattern.split('/')[2]?.replace(/s$/, '') ?? ''}/${paramTarget}`);
+  return {
+    user: c.audit.user ?? c.who.user,
+    action: 'permission' in route.access ? route.access.permission : `${route.method} ${route.pattern}`,
+    target,
+    ...(c.audit.project === undefined ? {} : { project: c.audit.project }),
+    outcome: failure === undefined ? 'allowed' : denied ? 'denied' : 'failed',
+    rule: c.audit.rules.join('; ') || ('public' in route.access ? 'public route' : ''),
+    message: failure?.message ?? '',
+    ...(c.audit.warnings.length ? { warnings: c.audit.warnings } : {}),
+    ...(c.audit.audits.length ? { audits: c.audit.audits } : {}),
+  };
+};
+
 const expectVersion = (s: Service, version: number | undefined): void => {
   if (version !== undefined && version !== s.meta.version) {
     throw new ShoalError('conflict', `service '${s.spec.name}' is at version ${s.meta.version}, not ${version}: it changed since you read it`, { violations: [{ field: 'version', reason: 'stale' }] });

@@ -33,6 +33,7 @@ export class ShoalMetrics {
   private readonly registry = new Registry();
   private readonly apiLatency: Histogram;
   private readonly schedulingLatency: Histogram;
+  private readonly admissionLatency: Histogram;
 
   constructor(src: MetricsSources) {
     const r = this.registry;
@@ -46,6 +47,9 @@ export class ShoalMetrics {
     this.schedulingLatency = r.histogram('shoal_scheduling_latency_seconds', 'Time from a task becoming pending to its assignment to a node (leader only).', {
       buckets: LATENCY_BUCKETS,
     });
+    this.admissionLatency = r.histogram('shoal_admission_duration_seconds', 'Time to check one service write against the active policies.', {
+      buckets: [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
+    });
     this.apiLatency = r.histogram('shoal_api_request_duration_seconds', 'API request durations (streams: until they end), by method, route pattern and status code.', {
       buckets: LATENCY_BUCKETS,
       labelNames: ['method', 'route', 'code'],
@@ -54,6 +58,10 @@ export class ShoalMetrics {
 
   observeRequest(method: string, route: string, code: number, seconds: number): void {
     this.apiLatency.observe(seconds, { method, route, code: String(code) });
+  }
+
+  observeAdmission(seconds: number): void {
+    this.admissionLatency.observe(seconds);
   }
 
   /** A task waited this long (ms) between becoming pending and being assigned. */

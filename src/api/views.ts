@@ -1,6 +1,6 @@
 // Views: the stable listing rows the API returns, computed from stored objects.
 
-import { canonicalJson, type Node, type Service, type Task } from '../core/index.js';
+import { canonicalJson, projectOf, type Node, type Service, type Task } from '../core/index.js';
 import type { NodeListItem, ServiceListItem, TaskListItem } from '../protocol/index.js';
 
 export const serviceRow = (s: Service, tasks: Task[]): ServiceListItem => {
@@ -10,6 +10,7 @@ export const serviceRow = (s: Service, tasks: Task[]): ServiceListItem => {
   return {
     id: s.id,
     name: s.spec.name,
+    project: projectOf(s.spec),
     mode: replicated ? 'replicated' : 'global',
     image: s.spec.task.container.image,
     // A global service wants one task per eligible node: the orchestrator's live tasks are that count.

@@ -1,5 +1,6 @@
 // Domain objects: what users ask for (spec) and what the system observed (status), each versioned.
 
+import type { ApiToken, AuditEvent, Grant, Policy, Team, Template, User } from './access.js';
 import type { TaskState } from './task-state.js';
 
 /** Bookkeeping common to every stored object. */
@@ -12,8 +13,8 @@ export interface Meta {
   updatedAt: string;
 }
 
-/** The kinds of object the store holds. Later issues add Secret, Config, Volume, User, Team, Grant, Policy, Template, AuditEvent. */
-export type Kind = 'cluster' | 'node' | 'service' | 'task';
+/** The kinds of object the store holds. Later issues add Secret, Config, Volume. */
+export type Kind = 'cluster' | 'node' | 'service' | 'task' | 'user' | 'team' | 'token' | 'grant' | 'policy' | 'template' | 'audit';
 
 export interface Resources {
   /** CPU in nano-CPUs (1e9 = one core). */
@@ -178,6 +179,8 @@ export const DEFAULT_UPDATE_CONFIG: UpdateConfig = { parallelism: 1, delayMs: 0,
 
 export interface ServiceSpec {
   name: string;
+  /** The project the service belongs to (grants and policies are per project); absent in services stored before projects: `default`. */
+  project?: string;
   /** Labels on the service object itself. */
   labels: Record<string, string>;
   mode: { replicated: { replicas: number } } | { global: Record<string, never> };
@@ -271,5 +274,5 @@ export interface Task {
   schedulingMessage?: string;
 }
 
-export type StoredObject = Cluster | Node | Service | Task;
+export type StoredObject = Cluster | Node | Service | Task | User | Team | ApiToken | Grant | Policy | Template | AuditEvent;
 export type ObjectOfKind<K extends Kind> = Extract<StoredObject, { kind: K }>;

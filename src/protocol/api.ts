@@ -2,7 +2,9 @@
 
 import { z } from 'zod';
 import {
+  DEFAULT_PROJECT,
   DEFAULT_UPDATE_CONFIG,
+  NAME_PATTERN,
   ShoalError,
   parseConstraint,
   type DesiredState,
@@ -18,7 +20,10 @@ export const API_PREFIX = '/v1';
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 const LABEL_KEY_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.\-/]{0,127}$/;
 
-const labels = z.record(z.string().regex(LABEL_KEY_RE, 'label keys are letters, digits, and . _ - / (at most 128)'), z.string().max(4096));
+// Bounds on every list and map of a spec: policies' cost estimates rely on them (see src/policy/limits.ts).
+const labels = z
+  .record(z.string().regex(LABEL_KEY_RE, 'label keys are letters, digits, and . _ - / (at most 128)'), z.string().max(4096))
+  .refine((l) => Object.keys(l).length <= 64, { message: 'at most 64 labels' });
 const nonNegInt = z.number().int().min(0);
 const resources = z.object({ nanoCpus: nonNegInt.default(0), memoryBytes: nonNegInt.default(0) });
 
@@ -71,6 +76,7 @@ const updateConfig = z
 export const serviceSpecSchema = z
   .object({
     name: z.string().regex(NAME_RE, 'names start with a letter or digit and use letters, digits, _ . - (at most 63)'),
+    project: z.string().regex(NAME_PATTERN, 'project names are lower-case letters, digits and - (at most 63)').default(DEFAULT_PROJECT),
     labels: labels.default({}),
     // One object with optional keys (not a union), so an error names the exact field (mode.replicated.replicas).
     mode: z
@@ -84,8 +90,8 @@ export const serviceSpecSchema = z
         container: z
           .object({
             image: z.string().min(1, 'an image is required').max(512),
-            command: z.array(z.string()).default([]),
-            env: z.array(z.string().regex(/^[^=\s]+=/, 'env entries are KEY=VALUE')).default([]),
+            command: z.array(z.string().max(65_536)).max(1000).default([]),
+            env: z.array(z.string().max(65_536).regex(/^[^=\s]+=/, 'env entries are KEY=VALUE')).max(1000).default([]),
             labels: labels.default({}),
             stopGracePeriodMs: nonNegInt.max(3_600_000).default(10_000),
             healthcheck: healthcheck.optional(),
@@ -107,8 +113,8 @@ export const serviceSpecSchema = z
           .default({ condition: 'any', delayMs: 5000, maxAttempts: 0, windowMs: 0 }),
         placement: z
           .object({
-            constraints: z.array(constraint).default([]),
-            preferences: z.array(z.object({ spread: z.string().regex(/^(node\.labels\.|engine\.labels\.)./, 'spread takes node.labels.KEY or engine.labels.KEY') }).strict()).default([]),
+            constraints: z.array(constraint).max(100).default([]),
+            preferences: z.array(z.object({ spread: z.string().regex(/^(node\.labels\.|engine\.labels\.)./, 'spread takes node.labels.KEY or engine.labels.KEY') }).strict()).max(10).default([]),
           })
           .strict()
           .default({ constraints: [], preferences: [] }),
@@ -233,6 +239,7 @@ export type ScaleRequest = z.input<typeof scaleRequestSchema>;
 export interface ServiceListItem {
   id: string;
   name: string;
+  project: string;
   mode: 'replicated' | 'global';
   image: string;
   replicas: { desired: number; running: number };

@@ -2,3 +2,6 @@
 export * from './api.js';
 export * from './session.js';
 export * from './managers.js';
+export * from './access.js';
+export * from './policy.js';
+export * from './template.js';

@@ -15,7 +15,8 @@ interface Waiter {
   reject: (e: Error) => void;
 }
 
-const KINDS: Kind[] = ['cluster', 'node', 'service', 'task'];
+// The audit log is not cached: it only grows, and only `audit ls` reads it (from the store).
+const KINDS: Kind[] = ['cluster', 'node', 'service', 'task', 'user', 'team', 'token', 'grant', 'policy', 'template'];
 
 export class Cache {
   private readonly objects = new Map<Kind, Map<string, StoredObject>>();
