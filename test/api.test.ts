@@ -71,6 +71,7 @@ describe('API', () => {
   });
 
   it('rejects invalid specs with the field and the reason, and writes nothing', async () => {
+    const started = Date.now();
     const revision = await node.daemon.manager.store.revision();
     const cases: { body: unknown; field: string; reason: RegExp }[] = [
       { body: { name: 'a', mode: { replicated: { replicas: -1 } }, task: { container: { image: TEST_IMAGE } } }, field: 'mode.replicated.replicas', reason: />=\s*0|too small/i },
@@ -97,7 +98,11 @@ describe('API', () => {
     const raw = await httpsRequest(node.daemon.manager.address, '/v1/services', { ca: node.tls.ca, method: 'POST', headers: { authorization: `Bearer ${token}` }, body: '{"name":' });
     assert.equal(raw.status, 400);
     assert.match((raw.json as ErrorBody).error.message, /not valid JSON/);
-    assert.equal(await node.daemon.manager.store.revision(), revision, 'no write happened');
+    // The only writes are the audit log's: one entry per refused request, each saying why.
+    const audit = (await node.daemon.manager.store.list('audit')).items.filter((e) => Number(e.id.slice(0, 15)) >= started);
+    assert.equal(await node.daemon.manager.store.revision(), revision + audit.length, 'no write but the audit entries');
+    assert.equal(audit.length, cases.length + 1);
+    assert.ok(audit.every((e) => e.outcome === 'failed' && e.action === 'service.create' && /invalid|not valid/.test(e.message)), JSON.stringify(audit));
     assert.deepEqual(await node.client.listServices(), []);
   });
 
