@@ -41,6 +41,8 @@ export interface AgentOptions {
   tls: { ca: string; cert: string; key: string };
   /** Address this node was started with, shown in `node ls`. */
   address: string;
+  /** The hostname the node reports (default: this machine's); hollow nodes sharing one machine each name their own. */
+  hostname?: string;
   runtime: Runtime;
   logger: Logger;
   /** How often to re-examine every task even without events. */
@@ -62,6 +64,8 @@ export class Agent {
   /** Resolves when the first session is established. */
   readonly connected: Promise<void>;
   private tls: AgentOptions['tls'];
+  /** Aborted by kill(): the agent stops as if it crashed. */
+  private readonly killed = new AbortController();
 
   constructor(private readonly opts: AgentOptions) {
     this.runner = new TaskRunner({ nodeId: opts.nodeId, runtime: opts.runtime, logger: opts.logger, report: (u) => this.queue(u) });
@@ -76,8 +80,18 @@ export class Agent {
     this.socket?.close(4000, 'certificate renewed');
   }
 
-  /** Runs until the signal aborts; containers are left running when it does. */
-  async run(signal: AbortSignal): Promise<void> {
+  /**
+   * Stops at once without a goodbye, as a node that crashed or lost its network would: the session's connection just
+   * ends, so the manager finds the node down once its heartbeats are missed (a stop through run's signal says goodbye,
+   * and the node is disconnected instead). Simulated nodes use it to fail.
+   */
+  kill(): void {
+    this.killed.abort();
+  }
+
+  /** Runs until the signal aborts (or kill()); containers are left running when it does. */
+  async run(outer: AbortSignal): Promise<void> {
+    const signal = AbortSignal.any([outer, this.killed.signal]);
     const adopted = await this.runner.adopt(signal);
     if (adopted > 0) this.opts.logger.info(`adopted ${adopted} existing containers`);
     void this.watchRuntime(signal);
@@ -112,7 +126,7 @@ export class Agent {
   private async description(): Promise<NodeDescription> {
     const cap = await this.opts.runtime.capacity();
     return {
-      hostname: hostname(),
+      hostname: this.opts.hostname ?? hostname(),
       address: this.opts.address,
       runtime: this.opts.runtime.name,
       resources: { nanoCpus: cap.nanoCpus, memoryBytes: cap.memoryBytes },
@@ -131,7 +145,7 @@ export class Agent {
       const options: WebSocket.ClientOptions & { servername: string } = { ca, cert, key, servername: MANAGER_TLS_NAME, handshakeTimeout: 5000 };
       const ws = new WebSocket(`wss://${address}${SESSION_PATH}`, options);
       this.socket = ws;
-      const onAbort = (): void => ws.close(1001, 'agent stopping');
+      const onAbort = (): void => (this.killed.signal.aborted ? ws.terminate() : ws.close(1001, 'agent stopping'));
       signal.addEventListener('abort', onAbort, { once: true });
       ws.on('unexpected-response', (_req, res) => {
         // Answered, but no session: a manager that does not lead (503, naming the leader when it knows one), or a

@@ -14,9 +14,10 @@ import { newId, newSecret } from '../lib/ids.js';
 import { secretDigest } from '../lib/secrets.js';
 import { createNodeKeyAndCsr, createRootCa, newJoinSecret, signNodeCsr, type CaKeyPair } from '../pki/index.js';
 import { parseHostPort } from '../protocol/index.js';
+import type { RuntimeName } from '../runtime/index.js';
 import { parseStoreUrl, type Store, type StoreConfig } from '../store/index.js';
 
-export type RuntimeName = 'docker' | 'exec';
+export type { RuntimeName };
 
 export interface NodeConfig {
   clusterId: string;

@@ -36,8 +36,8 @@ const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 60_000;
 
 const parseRuntime = (v: string | undefined): RuntimeName | undefined => {
-  if (v === undefined || v === 'docker' || v === 'exec') return v;
-  throw new Error(`invalid --runtime '${v}': use 'docker' or 'exec'`);
+  if (v === undefined || v === 'docker' || v === 'exec' || v === 'sim') return v;
+  throw new Error(`invalid --runtime '${v}': use 'docker', 'exec' or 'sim'`);
 };
 
 const dataDirOf = (v: string | undefined): string => resolve(v ?? defaultDataDir());

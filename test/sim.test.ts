@@ -1,0 +1,113 @@
+// Hollow nodes (sim runtime, many agents in one process) behave like real nodes to the manager: each joins with its own
+// certificate and is ready, a service spreads over them, the tasks of killed ones are rescheduled on the others, a
+// rolling update completes on them, and they come back with the same identities from their state dir.
+
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startHollowNodes, type HollowNodes } from '../src/cli/hollow-nodes.js';
+import { silentLogger } from '../src/lib/logger.js';
+import { verifyNodeCertificate } from '../src/pki/index.js';
+import type { TaskListItem } from '../src/protocol/index.js';
+import { eventually, startTestNode, tempDir, type TestNode } from './helpers.js';
+
+const N = 8;
+const REPLICAS = 3 * N;
+
+describe('hollow nodes', () => {
+  let manager: TestNode;
+  let hollow: HollowNodes | undefined;
+  let stateDir = '';
+  const start = async (token?: string): Promise<HollowNodes> => {
+    const nodes = await startHollowNodes({ manager: manager.daemon.manager.address, count: N, ...(token ? { token } : {}), stateDir, joinConcurrency: 4, logger: silentLogger });
+    await nodes.connected(20_000);
+    return nodes;
+  };
+  /** Live (desired running) tasks of a service, once all of them run. */
+  const allRunning = async (service: string, n: number): Promise<TaskListItem[] | undefined> => {
+    const live = (await manager.client.serviceTasks(service)).filter((t) => t.desiredState === 'running');
+    return live.length === n && live.every((t) => t.state === 'running') ? live : undefined;
+  };
+  const perNode = (tasks: TaskListItem[]): Map<string, number> => {
+    const m = new Map<string, number>();
+    for (const t of tasks) m.set(t.node, (m.get(t.node) ?? 0) + 1);
+    return m;
+  };
+
+  before(async () => {
+    stateDir = tempDir('shoal-sim-');
+    manager = await startTestNode({ runtime: 'sim' });
+    // The manager's own node runs nothing, so every task lands on a hollow node.
+    await manager.client.updateNode(manager.nodeId, { availability: 'drain' });
+    hollow = await start((await manager.client.joinTokens()).worker);
+  });
+  after(async () => {
+    await hollow?.stopAll();
+    // Not destroy(): that removes Docker containers, and a sim node has none.
+    manager?.client.close();
+    await manager?.stop();
+    if (manager) rmSync(manager.dataDir, { recursive: true, force: true });
+    if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it('joins every hollow node with its own certificate; node ls shows them all ready', async () => {
+    const ids = hollow?.nodes.map((n) => n.nodeId) ?? [];
+    assert.equal(new Set(ids).size, N, 'distinct node ids');
+    const nodes = await eventually('all nodes ready', async () => {
+      const ls = await manager.client.listNodes();
+      return ls.length === N + 1 && ls.every((n) => n.status === 'ready') && ls;
+    });
+    const workers = nodes.filter((n) => n.id !== manager.nodeId);
+    assert.deepEqual(workers.map((n) => n.hostname).sort(), Array.from({ length: N }, (_, i) => `sim-000${i + 1}`));
+    assert.deepEqual(workers.map((n) => n.id).sort(), [...ids].sort());
+    assert.ok(workers.every((n) => n.role === 'worker'));
+    for (const n of hollow?.nodes ?? []) {
+      const pem = readFileSync(join(stateDir, n.hostname, 'node.pem'), 'utf8');
+      const identity = verifyNodeCertificate(pem, { ca: manager.tls.ca, now: new Date() });
+      assert.deepEqual([identity.nodeId, identity.role], [n.nodeId, 'worker'], `the certificate of ${n.hostname} names it`);
+    }
+  });
+
+  it('spreads a service evenly over the hollow nodes, every task running', async () => {
+    await manager.client.createService({ name: 'spread', mode: { replicated: { replicas: REPLICAS } }, task: { container: { image: 'sim', command: [] }, restartPolicy: { delayMs: 0 } } });
+    const live = await eventually('all tasks running', () => allRunning('spread', REPLICAS));
+    const counts = perNode(live);
+    assert.equal(counts.size, N, 'every hollow node runs some');
+    assert.deepEqual([...new Set(counts.values())], [REPLICAS / N]);
+    assert.ok(!live.some((t) => t.nodeId === manager.nodeId), 'none on the drained manager');
+  });
+
+  it('finds killed hollow nodes down and runs their tasks on the others', async () => {
+    const killed = hollow?.nodes.slice(0, 2) ?? [];
+    await Promise.all(killed.map((n) => n.kill()));
+    const gone = new Set(killed.map((n) => n.nodeId));
+    await eventually('the killed nodes down', async () => (await manager.client.listNodes()).filter((n) => gone.has(n.id)).every((n) => n.status === 'down'));
+    const live = await eventually('every task running again', () => allRunning('spread', REPLICAS), 30_000);
+    assert.ok(!live.some((t) => gone.has(t.nodeId)), 'nothing left on a killed node');
+    assert.equal(perNode(live).size, N - 2);
+  });
+
+  it('completes a rolling update on hollow nodes', async () => {
+    const s = await manager.client.inspectService('spread');
+    await manager.client.updateService('spread', {
+      ...s.spec,
+      task: { ...s.spec.task, container: { ...s.spec.task.container, image: 'sim:v2' } },
+      updateConfig: { parallelism: 4, delayMs: 0, monitorMs: 200, failureAction: 'pause', maxFailureRatio: 0, order: 'stop-first' },
+    });
+    await eventually('the update completed', async () => (await manager.client.inspectService('spread')).updateStatus?.state === 'completed', 60_000);
+    const live = await eventually('all tasks running', () => allRunning('spread', REPLICAS));
+    assert.deepEqual([...new Set(live.map((t) => t.image))], ['sim:v2']);
+  });
+
+  it('come back from their state dir with the same identities, without a token', async () => {
+    const before = hollow?.nodes.map((n) => n.nodeId).sort();
+    await hollow?.stopAll();
+    hollow = await start();
+    assert.deepEqual(hollow.nodes.map((n) => n.nodeId).sort(), before);
+    await eventually('all nodes ready again', async () => {
+      const ls = await manager.client.listNodes();
+      return ls.length === N + 1 && ls.every((n) => n.status === 'ready');
+    });
+  });
+});
