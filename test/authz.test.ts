@@ -121,7 +121,7 @@ describe('authorization of every route for every role', () => {
       'POST /v1/join': { token: 'SHOAL-1-x-y', csr: 'x' },
       'POST /v1/renew': { csr: 'x' },
       'POST /v1/join-tokens/rotate': { role: 'worker' },
-      'POST /v1/login': { user: 'nobody', password: 'not-a-password' },
+      'POST /v1/login': { user: `nobody-${c}`, password: 'not-a-password' },
       'POST /v1/users': { name: `n-${c}` },
       'POST /v1/users/:name/password': { password: 'a long enough password' },
       'POST /v1/teams': { name: `t-${c}` },
@@ -181,6 +181,19 @@ describe('authorization of every route for every role', () => {
     const devClient = clientAs(node, dev.token);
     const names = ((await devClient.raw('GET', '/services')) as { name: string }[]).map((s) => s.name);
     assert.ok(names.includes('svc') && !names.includes('other'), `listing: ${names.join(',')}`);
+  });
+
+  it('slows password guessing: after 5 failed sign-ins a user name must wait, even with the right password', async () => {
+    await admin.raw('POST', '/users', { name: 'guessed', password: 'the right password' });
+    for (let i = 0; i < 5; i++) assert.equal((await call(node, 'POST', '/v1/login', undefined, { user: 'guessed', password: `guess ${i}` })).status, 401);
+    const locked = await call(node, 'POST', '/v1/login', undefined, { user: 'guessed', password: 'the right password' });
+    assert.equal(locked.status, 429);
+    assert.match(locked.message, /too many failed sign-ins for 'guessed': try again in \d+ s/);
+    // Other users are not affected.
+    await admin.raw('POST', '/users', { name: 'unguessed', password: 'another password' });
+    assert.equal((await call(node, 'POST', '/v1/login', undefined, { user: 'unguessed', password: 'another password' })).status, 200);
+    const audit = (await admin.raw('GET', '/audit?user=guessed')) as { action: string; outcome: string }[];
+    assert.deepEqual(audit.map((e) => `${e.action} ${e.outcome}`), Array(6).fill('POST /v1/login denied'));
   });
 
   it('lets users manage only their own tokens and password', async () => {

@@ -47,10 +47,10 @@ describe('shoal CLI against a detached daemon', () => {
     assert.match(r.stderr, /3\/3 running/);
     const ls = json<{ id: string; name: string; mode: string; image: string; replicas: { desired: number; running: number } }[]>('service', 'ls', '--format', 'json');
     assert.equal(ls.length, 1);
-    assert.deepEqual(ls[0], { id: ls[0]?.id, name: 'web', mode: 'replicated', image: TEST_IMAGE, replicas: { desired: 3, running: 3 } });
+    assert.deepEqual(ls[0], { id: ls[0]?.id, name: 'web', project: 'default', mode: 'replicated', image: TEST_IMAGE, replicas: { desired: 3, running: 3 } });
     const table = ok('service', 'ls');
-    assert.match(table, /NAME\s+MODE\s+REPLICAS\s+IMAGE/);
-    assert.match(table, /web\s+replicated\s+3\/3\s+shoal-test\/busybox/);
+    assert.match(table, /NAME\s+PROJECT\s+MODE\s+REPLICAS\s+IMAGE/);
+    assert.match(table, /web\s+default\s+replicated\s+3\/3\s+shoal-test\/busybox/);
   });
 
   it('lists tasks with the stable JSON fields', () => {

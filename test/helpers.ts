@@ -159,9 +159,11 @@ export const shoal = (args: string[], env: Record<string, string>, timeoutMs = 1
 };
 
 /** The CLI run without blocking this process (so the test can watch something while the command runs). */
-export const shoalAsync = (args: string[], env: Record<string, string>, timeoutMs = 300_000): Promise<{ code: number; stdout: string; stderr: string }> =>
+/** Runs the real `shoal` CLI without blocking the event loop; `input` is written to its stdin (then closed). */
+export const shoalAsync = (args: string[], env: Record<string, string>, timeoutMs = 300_000, input = ''): Promise<{ code: number; stdout: string; stderr: string }> =>
   new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: timeoutMs });
+    child.stdin.end(input);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));

@@ -45,7 +45,16 @@ export interface AccessDeps {
 
 const p = API_PREFIX;
 
+/** Failed sign-ins a user name may have before further attempts must wait (doubling, up to 5 minutes). */
+const FREE_LOGIN_FAILURES = 5;
+const MAX_LOGIN_LOCK_MS = 5 * 60_000;
+/** Bound on remembered names, so guessing many names cannot grow memory without limit. */
+const MAX_THROTTLED_NAMES = 10_000;
+
 export class AccessApi {
+  /** Failed sign-ins per user name on this manager: password guessing gets slower and slower. */
+  private readonly loginFailures = new Map<string, { count: number; until: number }>();
+
   constructor(private readonly deps: AccessDeps) {}
 
   register(router: Router): void {
@@ -82,15 +91,31 @@ export class AccessApi {
     if (!parsed.success) throw fromZod(parsed.error, 'login request');
     const { user, password } = parsed.data;
     c.audit.user = user;
+    const now = this.deps.clock.now();
+    const throttled = this.loginFailures.get(user);
+    if (throttled && throttled.until > now) {
+      throw new ShoalError('resource_exhausted', `too many failed sign-ins for '${user}': try again in ${Math.ceil((throttled.until - now) / 1000)} s`);
+    }
     const u = this.cache.get('user', user);
     // Hash even for an unknown user, so the answer's timing does not tell which users exist.
     const ok = await verifyPassword(password, u?.passwordHash ?? UNKNOWN_USER_HASH);
-    if (!u?.passwordHash || !ok) throw new ShoalError('unauthenticated', 'invalid user name or password');
+    if (!u?.passwordHash || !ok) {
+      this.failedLogin(user, now);
+      throw new ShoalError('unauthenticated', 'invalid user name or password');
+    }
+    this.loginFailures.delete(user);
     const expiresAt = new Date(this.deps.clock.now() + LOGIN_TOKEN_TTL_MS).toISOString();
     const { text } = await this.storeToken(u.id, 'login', expiresAt, c.signal);
     c.audit.rules.push('password');
     const body: LoginResponse = { token: text, user: u.id, expiresAt };
     sendJson(c.res, 200, body);
+  }
+
+  private failedLogin(user: string, now: number): void {
+    const count = (this.loginFailures.get(user)?.count ?? 0) + 1;
+    if (this.loginFailures.size >= MAX_THROTTLED_NAMES) this.loginFailures.delete(this.loginFailures.keys().next().value ?? '');
+    const until = count < FREE_LOGIN_FAILURES ? 0 : now + Math.min(MAX_LOGIN_LOCK_MS, 1000 * 2 ** (count - FREE_LOGIN_FAILURES));
+    this.loginFailures.set(user, { count, until });
   }
 
   private async whoami(c: RequestContext): Promise<void> {

@@ -113,10 +113,11 @@ export const openApiDocument = (version: string): Record<string, unknown> => {
         Info: { type: 'object', properties: { clusterId: { type: 'string' }, clusterName: { type: 'string' }, nodeId: { type: 'string' }, version: { type: 'string' }, store: { type: 'string' } } },
         ServiceListItem: {
           type: 'object',
-          required: ['id', 'name', 'mode', 'image', 'replicas'],
+          required: ['id', 'name', 'project', 'mode', 'image', 'replicas'],
           properties: {
             id: { type: 'string' },
             name: { type: 'string' },
+            project: { type: 'string' },
             mode: { enum: ['replicated', 'global'] },
             image: { type: 'string' },
             replicas: { type: 'object', properties: { desired: { type: 'integer' }, running: { type: 'integer' } } },

@@ -735,7 +735,7 @@ const NO_PROJECT = '(none)';
 
 /** The audit entry of a write: allowed, denied (by a grant or a policy), or failed for another reason. */
 const auditEntry = (c: RequestContext, route: RouteInfo, failure: Error | undefined): Omit<AuditEntry, 'id' | 'time'> => {
-  const denied = failure instanceof ShoalError && (failure.code === 'permission_denied' || failure.code === 'unauthenticated');
+  const denied = failure instanceof ShoalError && (failure.code === 'permission_denied' || failure.code === 'unauthenticated' || failure.code === 'resource_exhausted');
   const paramTarget = Object.values(c.params)[0];
   const target = c.audit.target ?? (paramTarget === undefined ? '' : `${route.pattern.split('/')[2]?.replace(/s$/, '') ?? ''}/${paramTarget}`);
   return {

@@ -7,8 +7,9 @@
 
 import { request, Agent } from 'node:https';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import { API_PREFIX, EVENTS_HISTORY_HEADER, LEADER_HEADER, MANAGERS_HEADER, MANAGER_TLS_NAME, type ClusterEvent, type ClusterStatusResponse, type ClusterUpdateRequest, type NodeUpdateRequest, type ErrorBody, type InfoResponse, type LogEntry, type NodeListItem, type ServiceListItem, type ServiceSpecInput, type TaskListItem } from '../protocol/index.js';
-import { ShoalError, type Cluster, type Node, type Service } from '../core/index.js';
+import { API_PREFIX, EVENTS_HISTORY_HEADER, LEADER_HEADER, MANAGERS_HEADER, MANAGER_TLS_NAME, WARNINGS_HEADER, type ClusterEvent, type ClusterStatusResponse, type ClusterUpdateRequest, type NodeUpdateRequest, type ErrorBody, type InfoResponse, type LogEntry, type NodeListItem, type ServiceListItem, type ServiceSpecInput, type TaskListItem } from '../protocol/index.js';
+import type { AuditEntry, GrantCreateRequest, GrantView, LoginResponse, PasswordRequest, PolicyApplyResult, PolicyTestResult, ProjectView, TeamCreateRequest, TeamMembersRequest, TeamView, TokenCreateRequest, TokenCreateResponse, TokenView, UserCreateRequest, UserView, WhoAmIResponse } from '../protocol/index.js';
+import { ShoalError, type Cluster, type Node, type Policy, type Service } from '../core/index.js';
 import { parseManagerList, sameList } from '../protocol/index.js';
 
 /** How long a connection (TCP and TLS) may take before the next manager is tried, unless the options say. */
@@ -45,6 +46,8 @@ export interface ClientOptions {
   connectTimeoutMs?: number;
   /** Called with the client's new host list (the manager that answered first) when an answer's list changed it. */
   onManagers?: (hosts: string[]) => void;
+  /** Called with the messages of `warn` policies a write matched (the write succeeded all the same). */
+  onWarnings?: (messages: string[]) => void;
 }
 
 /** One request as sent to one manager. */
@@ -86,6 +89,26 @@ const readAll = async (res: IncomingMessage): Promise<string> => {
   const chunks: Buffer[] = [];
   for await (const c of res as AsyncIterable<Buffer>) chunks.push(c);
   return Buffer.concat(chunks).toString('utf8');
+};
+
+/** The messages of the warnings header: a URI-encoded JSON array of strings. */
+const parseWarnings = (header: string | string[] | undefined): string[] => {
+  if (typeof header !== 'string') return [];
+  try {
+    const v: unknown = JSON.parse(decodeURIComponent(header));
+    if (Array.isArray(v) && v.every((m) => typeof m === 'string')) return v;
+  } catch {
+    // Reported below: a policy's warning must not vanish because its header was garbled.
+  }
+  return [`the manager sent warnings this client cannot read (${WARNINGS_HEADER}: ${header.slice(0, 200)})`];
+};
+
+/** `path?k=v&…` with the defined values, or `path` when there are none. */
+const withQuery = (path: string, params: Record<string, string | number | undefined>): string => {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, String(v));
+  const text = q.toString();
+  return text === '' ? path : `${path}?${text}`;
 };
 
 /** The API error a non-2xx response carries. */
@@ -182,7 +205,11 @@ export class ShoalClient {
           const [leader] = status === 503 ? parseManagerList(res.headers[LEADER_HEADER]) : [];
           // A manager that sends us on is not the one to start with next time; the leader's answer lists the managers.
           if (leader === undefined) this.answered(host, res.headers);
-          if (status >= 200 && status < 300) return resolve(res);
+          if (status >= 200 && status < 300) {
+            const warnings = parseWarnings(res.headers[WARNINGS_HEADER]);
+            if (warnings.length > 0) this.opts.onWarnings?.(warnings);
+            return resolve(res);
+          }
           void apiError(res).then((err) => reject(leader === undefined ? err : new NotLeader(leader, err)), reject);
         },
       );
@@ -364,5 +391,114 @@ export class ShoalClient {
 
   inspectNode(ref: string): Promise<Node> {
     return this.json('GET', `/nodes/${encodeURIComponent(ref)}`);
+  }
+
+  // ------------------------------------------------------------ access: sign-in, users, teams, tokens, grants
+
+  /** A session token for a user's password (the only call that needs no credential). */
+  login(user: string, password: string): Promise<LoginResponse> {
+    return this.json('POST', '/login', { user, password });
+  }
+
+  whoami(): Promise<WhoAmIResponse> {
+    return this.json('GET', '/whoami');
+  }
+
+  listUsers(): Promise<UserView[]> {
+    return this.json('GET', '/users');
+  }
+
+  createUser(req: UserCreateRequest): Promise<UserView> {
+    return this.json('POST', '/users', req);
+  }
+
+  /** Also revokes the user's tokens, removes their grants and takes them out of their teams. */
+  removeUser(name: string): Promise<{ name: string }> {
+    return this.json('DELETE', `/users/${encodeURIComponent(name)}`);
+  }
+
+  /** Your own password needs `currentPassword` (when you have one); an admin sets anyone's without. */
+  setPassword(name: string, req: PasswordRequest): Promise<{ name: string }> {
+    return this.json('POST', `/users/${encodeURIComponent(name)}/password`, req);
+  }
+
+  listTeams(): Promise<TeamView[]> {
+    return this.json('GET', '/teams');
+  }
+
+  createTeam(req: TeamCreateRequest): Promise<TeamView> {
+    return this.json('POST', '/teams', req);
+  }
+
+  inspectTeam(name: string): Promise<TeamView> {
+    return this.json('GET', `/teams/${encodeURIComponent(name)}`);
+  }
+
+  removeTeam(name: string): Promise<{ name: string }> {
+    return this.json('DELETE', `/teams/${encodeURIComponent(name)}`);
+  }
+
+  changeTeamMembers(name: string, req: TeamMembersRequest): Promise<TeamView> {
+    return this.json('POST', `/teams/${encodeURIComponent(name)}/members`, req);
+  }
+
+  /** Your own tokens; with `user`, that user's (admin); an admin without `user` sees every token. */
+  listTokens(user?: string): Promise<TokenView[]> {
+    return this.json('GET', withQuery('/tokens', { user }));
+  }
+
+  /** The response holds the token's secret text: the only time it is shown. */
+  createToken(req: TokenCreateRequest): Promise<TokenCreateResponse> {
+    return this.json('POST', '/tokens', req);
+  }
+
+  revokeToken(id: string): Promise<{ id: string }> {
+    return this.json('DELETE', `/tokens/${encodeURIComponent(id)}`);
+  }
+
+  listGrants(filter: { user?: string; team?: string; project?: string } = {}): Promise<GrantView[]> {
+    return this.json('GET', withQuery('/grants', filter));
+  }
+
+  addGrant(req: GrantCreateRequest): Promise<GrantView> {
+    return this.json('POST', '/grants', req);
+  }
+
+  removeGrant(id: string): Promise<{ id: string }> {
+    return this.json('DELETE', `/grants/${encodeURIComponent(id)}`);
+  }
+
+  /** The projects (named by services and grants) in which the caller may read services. */
+  listProjects(): Promise<ProjectView[]> {
+    return this.json('GET', '/projects');
+  }
+
+  // ------------------------------------------------------------ policies and the audit log
+
+  /** Creates or updates each policy of a YAML file (one or more documents); nothing changes if one is invalid. */
+  applyPolicies(source: string): Promise<PolicyApplyResult[]> {
+    return this.json('POST', '/policies', { source });
+  }
+
+  /** A dry run: each policy of the file against every existing service, enforcing and storing nothing. */
+  testPolicies(source: string): Promise<PolicyTestResult[]> {
+    return this.json('POST', '/policies/test', { source });
+  }
+
+  listPolicies(): Promise<Policy[]> {
+    return this.json('GET', '/policies');
+  }
+
+  inspectPolicy(name: string): Promise<Policy> {
+    return this.json('GET', `/policies/${encodeURIComponent(name)}`);
+  }
+
+  removePolicy(name: string): Promise<{ name: string }> {
+    return this.json('DELETE', `/policies/${encodeURIComponent(name)}`);
+  }
+
+  /** Audit log entries, oldest first; `since`/`until` as RFC 3339, Unix seconds or a duration before now; `limit`: the newest N. */
+  audit(filter: { user?: string; since?: string; until?: string; limit?: number } = {}): Promise<AuditEntry[]> {
+    return this.json('GET', withQuery('/audit', filter));
   }
 }

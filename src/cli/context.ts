@@ -3,6 +3,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { Command } from 'commander';
 import { writeFileAtomic } from '../manager/data-dir.js';
 import { parseManagerList, preferFirst, sameList } from '../protocol/index.js';
 import { ShoalClient } from './client.js';
@@ -64,16 +65,31 @@ export const rememberManagers = (hosts: readonly string[]): void => {
   if (next.length > 0 && !sameList(next, ctx.hosts)) writeContext({ ...ctx, hosts: next });
 };
 
+/** The context file's contents, or an error saying how to get one. */
+export const requireContext = (): CliContext => {
+  const ctx = readContext();
+  if (!ctx) throw new Error(`no Shoal context at ${contextPath()}: run 'shoal init' to create a cluster (or set SHOAL_CONFIG)`);
+  return ctx;
+};
+
+/** Like kubectl: each message of a `warn` policy the request matched, on stderr, the command's output untouched. */
+const printWarnings = (messages: string[]): void => {
+  for (const m of messages) process.stderr.write(`Warning: ${m}\n`);
+};
+
 /**
  * A client for the managers named by --host / SHOAL_HOST (a comma-separated list), else by the context file; only in
- * the latter case does what the client learns of the managers go back to the file.
+ * the latter case does what the client learns of the managers go back to the file. The credential: --token, else
+ * SHOAL_TOKEN, else the context file's.
  */
-export const clientFor = (opts: { host?: string }): ShoalClient => {
-  const ctx = readContext();
+export const clientFor = (opts: { host?: string; token?: string }): ShoalClient => {
+  const ctx = requireContext();
   const override = opts.host ?? (process.env.SHOAL_HOST || undefined);
-  const hosts = override === undefined ? ctx?.hosts : parseManagerList(override);
-  if (!hosts?.length || !ctx) {
-    throw new Error(`no Shoal context at ${contextPath()}: run 'shoal init' to create a cluster (or set SHOAL_CONFIG)`);
-  }
-  return new ShoalClient({ hosts, token: ctx.token, ca: ctx.ca, ...(override === undefined ? { onManagers: rememberManagers } : {}) });
+  const hosts = override === undefined ? ctx.hosts : parseManagerList(override);
+  if (hosts.length === 0) throw new Error(`no manager address in --host / SHOAL_HOST '${override ?? ''}' (expected HOST:PORT[,HOST:PORT…])`);
+  const token = opts.token ?? (process.env.SHOAL_TOKEN || undefined) ?? ctx.token;
+  return new ShoalClient({ hosts, token, ca: ctx.ca, onWarnings: printWarnings, ...(override === undefined ? { onManagers: rememberManagers } : {}) });
 };
+
+/** The client for a command: its global options (--host, --token) with the environment and the context file. */
+export const clientOf = (cmd: Command): ShoalClient => clientFor(cmd.optsWithGlobals<{ host?: string; token?: string }>());

@@ -5,14 +5,19 @@ import { Command, CommanderError } from 'commander';
 import { ShoalError } from '../core/index.js';
 import { VERSION } from '../manager/version.js';
 import { ApiError } from './client.js';
+import { registerAccessCommands } from './commands/access.js';
 import { registerClusterCommands } from './commands/cluster.js';
 import { registerEventsCommand } from './commands/events.js';
+import { registerPolicyCommands } from './commands/policy.js';
 import { registerClusterSettingsCommands, registerNodeCommands, registerServiceCommands } from './commands/service.js';
+import { registerSimCommands } from './commands/sim.js';
+import { registerTemplateCommands } from './commands/template.js';
 
 const program = new Command('shoal')
   .description('Shoal: a container orchestrator — one command to a cluster that runs services of containers')
   .version(VERSION)
   .option('-H, --host <host:port>', 'manager to talk to (default: $SHOAL_HOST, else the context file)')
+  .option('--token <token>', "credential to act with (default: $SHOAL_TOKEN, else the context file's): a token from 'shoal token create'")
   .enablePositionalOptions()
   .showHelpAfterError('(add --help for usage)')
   .exitOverride();
@@ -22,6 +27,10 @@ registerServiceCommands(program);
 registerNodeCommands(program);
 registerClusterSettingsCommands(program);
 registerEventsCommand(program);
+registerAccessCommands(program);
+registerPolicyCommands(program);
+registerTemplateCommands(program);
+registerSimCommands(program);
 
 /** Prints an error the way a user can act on it: what failed, and each field that was wrong. */
 const report = (e: unknown): number => {

@@ -19,6 +19,8 @@ export interface TaskSettingFlags {
 
 export interface CreateFlags extends HealthFlags, TaskSettingFlags {
   name?: string;
+  /** The project the service belongs to; the API's default when absent. */
+  project?: string;
   mode?: string;
   env: string[];
   label: string[];
@@ -61,6 +63,9 @@ export const healthFromFlags = (f: HealthFlags): HealthCheckInput | undefined =>
   if (f.healthCmd?.trim() === '') throw invalid('--health-cmd', 'the command is empty');
   return { test: f.healthCmd === undefined ? [] : ['CMD-SHELL', f.healthCmd], ...timings };
 };
+
+/** Commander's accumulator for a repeatable option (`--env A=1 --env B=2`). */
+export const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 /** A whole number ≥ 0, or an error naming the flag. */
 export const parseCount = (text: string, flag: string): number => {
@@ -116,6 +121,7 @@ export const specFromFlags = (image: string, args: string[], f: CreateFlags): Se
   });
   return {
     name: f.name,
+    ...defined('project', f.project),
     labels: parsePairs(f.label, '--label'),
     mode: f.mode === 'global' ? { global: {} } : { replicated: { replicas: f.replicas === undefined ? 1 : parseCount(f.replicas, '--replicas') } },
     task: {

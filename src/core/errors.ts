@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   already_exists: 409,
   conflict: 409,
   failed_precondition: 412,
+  resource_exhausted: 429,
   unavailable: 503,
   deadline_exceeded: 504,
   internal: 500,

@@ -4,15 +4,11 @@ import type { Command } from 'commander';
 import { parseDuration } from '../../core/index.js';
 import type { TaskListItem } from '../../protocol/index.js';
 import type { ShoalClient } from '../client.js';
-import { clientFor } from '../context.js';
+import { clientOf } from '../context.js';
 import { ConvergeError, waitConverged, waitRemoved, waitUpdated, type Progress } from '../converge.js';
 import { applyUpdateFlags, configFromFlags, updateConfigOptions, type UpdateConfigFlags, type UpdateFlags } from '../update-flags.js';
 import { ago, parseFormat, printJson, printTable, shortId } from '../output.js';
-import { parseCount, parsePairs, specFromFlags, type CreateFlags } from '../service-flags.js';
-
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
-
-const clientOf = (cmd: Command): ShoalClient => clientFor(cmd.optsWithGlobals<{ host?: string }>());
+import { collect, parseCount, parsePairs, specFromFlags, type CreateFlags } from '../service-flags.js';
 
 /** Shows "web: 2/3 running" progress: rewritten in place on a terminal, one line per change otherwise. */
 const progressPrinter = (name: string): { update: (p: Progress) => void; done: () => void } => {
@@ -92,6 +88,7 @@ export const registerServiceCommands = (program: Command): void => {
     .argument('[command...]')
     .passThroughOptions()
     .option('--name <name>', 'service name')
+    .option('--project <project>', "project the service belongs to (default 'default'); grants and policies apply per project")
     .option('--mode <mode>', 'replicated (default) or global (one task per eligible node)')
     .option('--replicas <n>', 'number of tasks (default 1)')
     .option('-e, --env <KEY=VALUE>', 'environment variable (repeatable)', collect, [])
@@ -182,8 +179,8 @@ export const registerServiceCommands = (program: Command): void => {
       const rows = await clientOf(cmd).listServices();
       if (format === 'json') return printJson(rows);
       printTable(
-        ['ID', 'NAME', 'MODE', 'REPLICAS', 'IMAGE'],
-        rows.map((s) => [shortId(s.id), s.name, s.mode, `${s.replicas.running}/${s.replicas.desired}`, s.image]),
+        ['ID', 'NAME', 'PROJECT', 'MODE', 'REPLICAS', 'IMAGE'],
+        rows.map((s) => [shortId(s.id), s.name, s.project, s.mode, `${s.replicas.running}/${s.replicas.desired}`, s.image]),
       );
     });
 
