@@ -3,7 +3,9 @@
 
 import assert from 'node:assert/strict';
 import https from 'node:https';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { ApiError, ShoalClient } from '../src/cli/client.js';
 import { declaredRoutes, readAuthorizationTable, TABLE_SUBJECTS } from '../src/api/routes.test.js';
 import { MANAGER_TLS_NAME, type TokenCreateResponse } from '../src/protocol/index.js';
@@ -181,6 +183,38 @@ describe('authorization of every route for every role', () => {
     const devClient = clientAs(node, dev.token);
     const names = ((await devClient.raw('GET', '/services')) as { name: string }[]).map((s) => s.name);
     assert.ok(names.includes('svc') && !names.includes('other'), `listing: ${names.join(',')}`);
+  });
+
+  it('lets a provisioner deploy templates, scale their services within bounds and remove them — nothing raw; policies apply as deploy', async () => {
+    await admin.raw('POST', '/users', { name: 'prov' });
+    await admin.raw('POST', '/grants', { user: 'prov', role: 'provisioner', project: 'p1' });
+    const prov = clientAs(node, ((await admin.raw('POST', '/tokens', { user: 'prov' })) as TokenCreateResponse).token);
+    const refusal = (p: Promise<unknown>): Promise<ApiError> => p.then(() => assert.fail('expected a refusal'), (e: unknown) => (e instanceof ApiError ? e : assert.fail(String(e))));
+    await admin.raw('POST', '/templates', { source: templateYaml.replace('name: tpl', 'name: capped').replace('max: 3', 'max: 10').replace('image: sh', 'image: registry.example/x:1') });
+    await admin.raw('POST', '/policies', { source: readFileSync(fileURLToPath(new URL('../../docs/policies/replica-cap.yaml', import.meta.url)), 'utf8') });
+    try {
+      const overCap = await refusal(prov.raw('POST', '/templates/capped/deploy', { name: 'cap-a', replicas: 6 }));
+      assert.equal(overCap.status, 403);
+      assert.match(overCap.message, /Cannot deploy service 'cap-a': policy 'x-replica-cap' denies user 'prov'/);
+      const deployed = (await prov.raw('POST', '/templates/capped/deploy', { name: 'cap-a', replicas: 0 })) as { spec: { project: string; labels: Record<string, string> } };
+      assert.equal(deployed.spec.project, 'p1');
+      assert.equal(deployed.spec.labels['shoal.template'], 'capped');
+      await prov.raw('POST', '/services/cap-a/scale', { replicas: 3 });
+      assert.match((await refusal(prov.raw('POST', '/services/cap-a/scale', { replicas: 6 }))).message, /policy 'x-replica-cap'/);
+      const outOfBounds = await refusal(prov.raw('POST', '/services/cap-a/scale', { replicas: 11 }));
+      assert.equal(outOfBounds.status, 400);
+      assert.match(outOfBounds.message, /template 'capped' allows 0 to 10 replicas, not 11/);
+      // Raw specs and services not deployed from a template are out of a provisioner's reach.
+      await admin.raw('POST', '/services', { name: 'raw', project: 'p1', mode: { replicated: { replicas: 0 } }, task: { container: { image: 'sh' } } });
+      assert.match((await refusal(prov.raw('POST', '/services/raw/scale', { replicas: 1 }))).message, /it was not deployed from a template/);
+      assert.equal((await refusal(prov.raw('DELETE', '/services/raw'))).status, 403);
+      assert.equal((await refusal(prov.raw('POST', '/services', { name: 'raw2', project: 'p1', task: { container: { image: 'sh' } } }))).status, 403);
+      assert.equal((await refusal(prov.raw('POST', '/services/cap-a/update', { spec: deployed.spec }))).status, 403);
+      await prov.raw('DELETE', '/services/cap-a');
+    } finally {
+      await admin.raw('DELETE', '/policies/x-replica-cap');
+      prov.close();
+    }
   });
 
   it('slows password guessing: after 5 failed sign-ins a user name must wait, even with the right password', async () => {
