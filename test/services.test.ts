@@ -34,7 +34,7 @@ describe('services on a one-node Docker cluster', () => {
       assert.ok(containers.some((c) => c.Id === t.containerId), `task ${t.id} names a running container`);
     }
     const [row] = (await node.client.listServices()).filter((x) => x.name === 'web');
-    assert.deepEqual(row, { id: s.id, name: 'web', mode: 'replicated', image: TEST_IMAGE, replicas: { desired: 3, running: 3 } });
+    assert.deepEqual(row, { id: s.id, name: 'web', project: 'default', mode: 'replicated', image: TEST_IMAGE, replicas: { desired: 3, running: 3 } });
   });
 
   it('scales up and down, and the containers follow', async () => {

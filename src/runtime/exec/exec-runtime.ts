@@ -24,7 +24,7 @@
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { accessSync, closeSync, constants, mkdirSync, openSync } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { sleep } from '../../lib/abort.js';
@@ -346,13 +346,20 @@ export class ExecRuntime implements Runtime {
 
   events(signal: AbortSignal): AsyncIterable<RuntimeEvent> {
     // The first snapshot is taken now, not at the first next(), so a change right after this call is not missed.
-    return this.eventLoop(signal, this.list());
+    return this.eventLoop(signal, this.list(), Date.now());
   }
 
-  private async *eventLoop(outer: AbortSignal, first: Promise<ContainerInfo[]>): AsyncGenerator<RuntimeEvent> {
+  private async *eventLoop(outer: AbortSignal, first: Promise<ContainerInfo[]>, since: number): AsyncGenerator<RuntimeEvent> {
     const signal = AbortSignal.any([outer, this.closed.signal]);
     const last = new Map<string, { taskId: string; state: ContainerState; health?: HealthStatus }>();
-    for (const c of await first) last.set(c.id, c);
+    for (const c of await first) {
+      last.set(c.id, c);
+      // Reading the snapshot takes time: a process that exited after events() was called but before its part of the
+      // snapshot was read is an exit the caller must hear of (its exit file is newer than the call).
+      if (c.state === 'exited' && ((await stat(this.path(c.id, 'exit')).catch(() => undefined))?.mtimeMs ?? 0) >= since) {
+        yield { containerId: c.id, taskId: c.taskId, state: c.state, ...(c.health ? { health: c.health } : {}) };
+      }
+    }
     while (!signal.aborted) {
       await this.tick(signal);
       if (signal.aborted) return;
