@@ -48,7 +48,7 @@ export class ShoalMetrics {
       buckets: LATENCY_BUCKETS,
     });
     this.admissionLatency = r.histogram('shoal_admission_duration_seconds', 'Time to check one service write against the active policies.', {
-      buckets: [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
+      buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.05],
     });
     this.apiLatency = r.histogram('shoal_api_request_duration_seconds', 'API request durations (streams: until they end), by method, route pattern and status code.', {
       buckets: LATENCY_BUCKETS,
