@@ -160,6 +160,27 @@ describe('access and policies through the CLI', () => {
     assert.deepEqual([shown?.id, shown?.document.action], ['x-replica-cap', 'deny']);
   });
 
+  it('templates: an admin applies one, a provisioner deploys it and scales within its bounds', async () => {
+    await addUser('prov-a', 'provisioner');
+    const file = writePolicy('template.yaml', `kind: Template
+name: shop-web
+description: the shop front end
+project: default
+replicas: {min: 1, max: 3, default: 1}
+service:
+  task:
+    container: {image: sh, command: [/bin/sh, -c, exec sleep 300]}
+    restartPolicy: {delayMs: 0}
+`);
+    assert.equal(await ok('admin', 'template', 'apply', '-f', file), 'template/shop-web created\n');
+    assert.match(await ok('prov-a', 'template', 'ls'), /shop-web\s+default\s+sh\s+1\.\.3 \(default 1\)\s+the shop front end/);
+    assert.match(await ok('prov-a', 'template', 'deploy', 'shop-web', '--name', 'front'), /service front \(\S+\) deployed from template shop-web into project default/);
+    await ok('prov-a', 'service', 'scale', 'front=3', '--detach');
+    assert.match(await refused('prov-a', 'service', 'scale', 'front=4', '--detach'), /template 'shop-web' allows 1 to 3 replicas, not 4/);
+    assert.match(await refused('prov-a', 'service', 'create', '--name', 'raw', 'sh'), /may not service\.create/);
+    assert.equal(await ok('prov-a', 'service', 'rm', 'front'), 'front\n');
+  });
+
   it('login and whoami; a viewer cannot create; --token wins over SHOAL_TOKEN; a revoked token is refused', async () => {
     // Two independent stories, side by side to save time.
     await Promise.all([signIn(), viewerAndRevoke()]);

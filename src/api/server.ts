@@ -261,22 +261,17 @@ export class Api {
   }
 
   /**
-   * The project of what a task route names: a service, or a task (by its service). Tasks of a removed service belong
-   * to no project any more: only a cluster-wide grant reaches them.
+   * The project of what a task route names: a service, or a task (by its service). Tasks of a removed service keep
+   * the project they were made in (tasks made before projects existed: only a cluster-wide grant reaches them).
    */
   private projectOfTasks(ref: string | undefined): string {
     const { cache } = this.deps;
-    const serviceOf = (id: string): string => {
-      const s = cache.get('service', id);
-      return s ? projectOf(s.spec) : NO_PROJECT;
-    };
     const direct = cache.get('service', ref ?? '') ?? cache.list('service').find((s) => s.spec.name === ref);
     if (direct) return projectOf(direct.spec);
-    const task = cache.get('task', ref ?? '');
-    if (task) return serviceOf(task.serviceId);
-    if (cache.tasksOfService(ref ?? '').length > 0) return NO_PROJECT;
-    const first = this.logTasks(ref)[0];
-    return first ? serviceOf(first.serviceId) : NO_PROJECT;
+    const task = cache.get('task', ref ?? '') ?? cache.tasksOfService(ref ?? '')[0] ?? this.logTasks(ref)[0];
+    if (!task) return NO_PROJECT;
+    const service = cache.get('service', task.serviceId);
+    return service ? projectOf(service.spec) : (task.project ?? NO_PROJECT);
   }
 
   /** What `service logs REF` reads, like docker: a service's tasks (id, name, prefix), else one task (id or unique prefix). */

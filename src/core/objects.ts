@@ -253,6 +253,8 @@ export interface Task {
   meta: Meta;
   serviceId: string;
   serviceName: string;
+  /** The service's project when the task was made: who may see the task once its service is removed. */
+  project?: string;
   /** Replicated services: 1..N. Global services: 0 (the node identifies the task). */
   slot: number;
   /** Empty until the scheduler assigns the task. */

@@ -7,7 +7,7 @@
 // Everything the updater needs is in the store (the service's updateStatus, the tasks' specs and states), so an
 // update resumes where it was after a manager restart or a change of leader.
 
-import { DEFAULT_UPDATE_CONFIG, canonicalJson, isTerminal, matchConstraint, type Node, type RestartPolicy, type Service, type Task, type UpdateConfig, type UpdateStatus } from '../core/index.js';
+import { DEFAULT_UPDATE_CONFIG, canonicalJson, isTerminal, matchConstraint, projectOf, type Node, type RestartPolicy, type Service, type Task, type UpdateConfig, type UpdateStatus } from '../core/index.js';
 
 export interface ServicePlanInput {
   serviceId: string;
@@ -70,6 +70,7 @@ export const newTask = (service: Service, slot: number, opts: { id: string; now:
     meta: { version: 0, createdAt: iso, updatedAt: iso },
     serviceId: service.id,
     serviceName: service.spec.name,
+    project: projectOf(service.spec),
     slot,
     nodeId: opts.nodeId ?? '',
     spec: service.spec.task,

@@ -4,8 +4,7 @@ import type { Command } from 'commander';
 import type { Service } from '../../core/index.js';
 import type { PolicyApplyResult, TemplateView } from '../../protocol/index.js';
 import { clientOf } from '../context.js';
-import { printJson } from '../output.js';
-import { listOptions, printList, type ListFlags } from './access.js';
+import { eachArgument, inspectEach, listOptions, printList, type ListFlags } from './access.js';
 import { readDocumentFile } from './policy.js';
 
 const path = (name: string): string => `/templates/${encodeURIComponent(name)}`;
@@ -33,23 +32,11 @@ export const registerTemplateCommands = (program: Command): void => {
     ]);
   });
 
-  template
-    .command('inspect')
-    .description('show templates in full, as JSON')
-    .argument('<name...>')
-    .action(async (names: string[], _flags: unknown, cmd: Command) => {
-      const client = clientOf(cmd);
-      printJson(await Promise.all(names.map((n) => client.raw('GET', path(n)))));
-    });
+  inspectEach(template.command('inspect').description('show templates in full, as JSON').argument('<name...>'), (client, n) => client.raw('GET', path(n)));
 
-  template
-    .command('rm')
-    .description('remove templates (services deployed from them stay)')
-    .argument('<name...>')
-    .action(async (names: string[], _flags: unknown, cmd: Command) => {
-      const client = clientOf(cmd);
-      for (const n of names) process.stdout.write(`${((await client.raw('DELETE', path(n))) as { name: string }).name}\n`);
-    });
+  eachArgument(template.command('rm').description('remove templates (services deployed from them stay)').argument('<name...>'), async (client, n) =>
+    ((await client.raw('DELETE', path(n))) as { name: string }).name,
+  );
 
   template
     .command('deploy')
