@@ -219,4 +219,18 @@ describe('Cache', () => {
       await within(cache.waitFor(r3.revision), 'revision 3');
       assert.equal(batches.length, 2, 'no batches after unsubscribe');
     }));
+
+  it('keeps one spec object for the tasks of one service version, equal to what the store holds', () =>
+    withStore(async (store, ctl) => {
+      await store.commit([create(sampleService('s1')), create(sampleTask('t1', 's1')), create(sampleTask('t2', 's1'))]);
+      const cache = await Cache.start(store, { signal: ctl.signal });
+      const r = await store.commit([create(sampleTask('t3', 's1')), create({ ...sampleTask('t4', 's1'), serviceVersion: 99 })]);
+      await cache.waitFor(r.revision);
+      const [t1, t2, t3, t4] = ['t1', 't2', 't3', 't4'].map((id) => cache.get('task', id));
+      assert.ok(t1 && t2 && t3 && t4);
+      assert.equal(t1.spec, t2.spec, 'loaded tasks share');
+      assert.equal(t1.spec, t3.spec, 'a task that arrives by the watch shares too');
+      assert.notEqual(t1.spec, t4.spec, 'another service version has its own');
+      await assertMirrors(cache, store);
+    }));
 });

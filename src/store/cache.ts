@@ -22,6 +22,12 @@ export class Cache {
   private readonly objects = new Map<Kind, Map<string, StoredObject>>();
   private readonly tasksByService = new Map<string, Map<string, Task>>();
   private readonly tasksByNode = new Map<string, Map<string, Task>>();
+  /**
+   * One task spec object per (service, service version): every task made from a version carries an equal copy of its
+   * template, so the cache keeps one and lets the parsed copies go — at 100,000 tasks that is most of the cache's
+   * memory — and callers comparing specs see the same object (cheap identity checks, memo hits).
+   */
+  private readonly specs = new Map<string, Task['spec']>();
   private readonly listeners = new Set<Listener>();
   private readonly waiters: Waiter[] = [];
   private current = 0;
@@ -113,7 +119,11 @@ export class Cache {
       for (const l of lists) this.objects.set(l.kind, new Map(l.items.map((o) => [o.id, o as StoredObject])));
       this.tasksByService.clear();
       this.tasksByNode.clear();
-      for (const t of this.list('task')) this.index(t);
+      this.specs.clear();
+      for (const t of this.list('task')) {
+        this.internSpec(t);
+        this.index(t);
+      }
       this.current = Math.min(...revisions);
       return;
     }
@@ -166,6 +176,7 @@ export class Cache {
       if (ev.type === 'put' && old && old.meta.createdAt === ev.object.meta.createdAt && old.meta.version > ev.object.meta.version) continue;
       if (old?.kind === 'task') this.unindex(old);
       if (ev.type === 'put') {
+        if (ev.object.kind === 'task') this.internSpec(ev.object);
         m.set(ev.id, ev.object);
         if (ev.object.kind === 'task') this.index(ev.object);
       } else {
@@ -184,6 +195,13 @@ export class Cache {
     for (const l of this.listeners) l(batch);
   }
 
+  private internSpec(t: Task): void {
+    const key = `${t.serviceId}/${t.serviceVersion}`;
+    const shared = this.specs.get(key);
+    if (shared) t.spec = shared;
+    else this.specs.set(key, t.spec);
+  }
+
   private index(t: Task): void {
     let s = this.tasksByService.get(t.serviceId);
     if (!s) this.tasksByService.set(t.serviceId, (s = new Map<string, Task>()));
@@ -198,7 +216,10 @@ export class Cache {
   private unindex(t: Task): void {
     const s = this.tasksByService.get(t.serviceId);
     s?.delete(t.id);
-    if (s?.size === 0) this.tasksByService.delete(t.serviceId);
+    if (s?.size === 0) {
+      this.tasksByService.delete(t.serviceId);
+      for (const k of this.specs.keys()) if (k.startsWith(`${t.serviceId}/`)) this.specs.delete(k);
+    }
     if (t.nodeId) {
       const n = this.tasksByNode.get(t.nodeId);
       n?.delete(t.id);
