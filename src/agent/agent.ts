@@ -161,7 +161,7 @@ export class Agent {
       ws.on('message', (data) => {
         let m: ManagerMessage;
         try {
-          m = parseMessage<ManagerMessage>(rawText(data), ['welcome', 'assignments', 'logs-request', 'logs-cancel']);
+          m = parseMessage<ManagerMessage>(rawText(data), ['welcome', 'assignments', 'assignments-update', 'logs-request', 'logs-cancel']);
         } catch (e) {
           this.opts.logger.warn('bad message from manager', { error: e, manager: address });
           return;
@@ -186,6 +186,9 @@ export class Agent {
             break;
           case 'assignments':
             this.runner.setAssignments(m.tasks);
+            break;
+          case 'assignments-update':
+            this.runner.updateAssignments(m.tasks, m.removed);
             break;
           case 'logs-request':
             this.serveLogs(m);

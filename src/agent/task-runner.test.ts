@@ -1,5 +1,6 @@
 // The TaskRunner against the real exec runtime (plain processes in a temp dir): a report the manager lost (its
-// assignments show the task behind what the node reported) is said again, and only then.
+// assignments show the task behind what the node reported) is said again, and only then; an update of the set (as
+// opposed to a whole set) starts what it adds, stops what it changes to shutdown and removes what it removes.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,10 +11,11 @@ import type { TaskState } from '../core/index.js';
 import { silentLogger } from '../lib/logger.js';
 import type { AssignedTask, TaskStatusUpdate } from '../protocol/index.js';
 import { ExecRuntime } from '../runtime/exec/exec-runtime.js';
+import { SimRuntime } from '../runtime/sim/sim-runtime.js';
 import { TaskRunner } from './task-runner.js';
 
-const task = (state: TaskState): AssignedTask => ({
-  id: 'task-1',
+const task = (state: TaskState, id = 'task-1'): AssignedTask => ({
+  id,
   serviceId: 'svc',
   serviceName: 'svc',
   slot: 1,
@@ -67,5 +69,23 @@ describe('TaskRunner', () => {
     // The manager shows the task as starting: the running report never landed (a deposed leader got it).
     runner.setAssignments([task('starting')]);
     assert.deepEqual(reports, [running], 'the last report, again, at once');
+  });
+});
+
+describe('TaskRunner: updates of the assignment set', () => {
+  it('runs added tasks, stops one changed to shutdown, removes the container of one removed, and leaves the rest', async () => {
+    const runtime = new SimRuntime();
+    const runner = new TaskRunner({ nodeId: 'node-1', runtime, logger: silentLogger, report: () => undefined });
+    const state = async (id: string): Promise<string | undefined> => (await runtime.list()).find((c) => c.taskId === id)?.state;
+    const settle = async (what: string, check: () => Promise<boolean>): Promise<void> => {
+      for (let i = 0; i < 100 && !(await check()); i++) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(await check(), `timed out waiting for ${what}`);
+    };
+    runner.setAssignments([task('assigned', 'a')]);
+    runner.updateAssignments([task('assigned', 'b'), task('assigned', 'c')], []);
+    await settle('three running', async () => (await state('a')) === 'running' && (await state('b')) === 'running' && (await state('c')) === 'running');
+    runner.updateAssignments([{ ...task('running', 'b'), desiredState: 'shutdown' }], ['c']);
+    await settle('b stopped, c removed', async () => (await state('b')) === 'exited' && (await state('c')) === undefined);
+    assert.equal(await state('a'), 'running', 'a task the update does not name is left alone');
   });
 });

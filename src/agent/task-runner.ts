@@ -61,21 +61,35 @@ export class TaskRunner {
     const ids = new Set<string>();
     for (const t of tasks) {
       ids.add(t.id);
-      const prev = this.assigned.get(t.id);
-      this.assigned.set(t.id, t);
-      // The manager is behind what this node reported: the report was lost (e.g. the leader that got it was deposed
-      // before writing it). Say it again; applying it twice is harmless (reports only move a task forward).
-      const known = this.known.get(t.id);
-      const last = this.lastReports.get(t.id);
-      if (known !== undefined && last !== undefined && stateRank(t.state) < stateRank(known)) this.opts.report(last);
-      this.bump(t.id, t.state);
-      // Only what changed needs work: every runtime call is paid for by the Engine, which serializes them.
-      // Tasks whose containers change on their own are caught by runtime events and by resync().
-      if (!prev || prev.desiredState !== t.desiredState) this.enqueue(t.id);
+      this.assign(t);
     }
     for (const id of [...this.assigned.keys()]) if (!ids.has(id)) this.assigned.delete(id);
     // Anything this node runs that the manager no longer assigns to it is stopped and removed.
     for (const id of this.containers.keys()) if (!ids.has(id)) this.enqueue(id);
+  }
+
+  /** Applies a change to the set: tasks added or changed, and tasks no longer assigned here (stopped and removed). */
+  updateAssignments(tasks: AssignedTask[], removed: string[]): void {
+    for (const t of tasks) this.assign(t);
+    for (const id of removed) {
+      this.assigned.delete(id);
+      if (this.containers.has(id)) this.enqueue(id);
+    }
+  }
+
+  /** Takes one task of the set as the manager sees it now. */
+  private assign(t: AssignedTask): void {
+    const prev = this.assigned.get(t.id);
+    this.assigned.set(t.id, t);
+    // The manager is behind what this node reported: the report was lost (e.g. the leader that got it was deposed
+    // before writing it). Say it again; applying it twice is harmless (reports only move a task forward).
+    const known = this.known.get(t.id);
+    const last = this.lastReports.get(t.id);
+    if (known !== undefined && last !== undefined && stateRank(t.state) < stateRank(known)) this.opts.report(last);
+    this.bump(t.id, t.state);
+    // Only what changed needs work: every runtime call is paid for by the Engine, which serializes them.
+    // Tasks whose containers change on their own are caught by runtime events and by resync().
+    if (!prev || prev.desiredState !== t.desiredState) this.enqueue(t.id);
   }
 
   /** Re-examines one task (e.g. its container exited). */

@@ -40,13 +40,18 @@ export interface DispatcherOptions {
   ca: string;
   /** Called when a session opens or closes, so node health can re-evaluate at once. */
   onSessionChange?: () => void;
-  /** How often every connected node gets its full assignment set again, even without changes (default 10 s). */
+  /** How often every connected node gets its full assignment set again, even without changes (default 30 s). */
   resendMs?: number;
   /** Addresses of every manager, the leader first: each welcome tells the agent where to go if this one is lost. */
   managers: () => string[];
 }
 
 const HELLO_TIMEOUT_MS = 5000;
+/**
+ * How long assignment changes gather before the nodes they touch are sent their sets: a node gets one message for a
+ * burst of scheduling passes and controller writes, not one per write (each is its whole set, so that adds up).
+ */
+const ASSIGNMENT_COALESCE_MS = 50;
 const CONFLICT_RETRIES = 8;
 
 interface Session {
@@ -60,6 +65,8 @@ interface Session {
   logs: Map<string, LogStream>;
   /** Status batches are applied one after another, in the order the node sent them. */
   chain: Promise<void>;
+  /** The node's set as last sent (task objects), so a change is sent as an update of what changed. */
+  sent: Map<string, Task>;
 }
 
 /** A pull-based queue of log lines fed by logs-data messages. */
@@ -137,12 +144,24 @@ const toAssigned = (t: Task): AssignedTask => ({
   containerId: t.status.containerId,
 });
 
+/**
+ * Each task as the agent is sent it, as JSON, per task object: the cache replaces an object when the task is written
+ * and never changes it, so a full assignment set is mostly spliced from strings made earlier, not serialized again.
+ */
+const assignedJson = new WeakMap<Task, string>();
+const assignedJsonOf = (t: Task): string => {
+  let json = assignedJson.get(t);
+  if (json === undefined) assignedJson.set(t, (json = JSON.stringify(toAssigned(t))));
+  return json;
+};
+
 export class Dispatcher implements HeartbeatSource, LogSource {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 });
   private readonly sessions = new Map<string, Session>();
   private readonly heartbeats = new Map<string, number>();
   private readonly left = new Set<string>();
-  private readonly dirty = new Set<string>();
+  /** Nodes to send to at the next flush: the ids of the tasks that changed, or 'all' for the whole set. */
+  private readonly dirty = new Map<string, Set<string> | 'all'>();
   private flushScheduled = false;
 
   constructor(private readonly opts: DispatcherOptions) {}
@@ -171,20 +190,21 @@ export class Dispatcher implements HeartbeatSource, LogSource {
         if (ev.object.kind === 'cluster') {
           for (const s of this.sessions.values()) {
             if (!this.removed(s.nodeId)) continue;
+            s.sent.clear();
             this.send(s, { type: 'assignments', tasks: [] });
             s.ws.close(1008, 'node removed from the cluster');
           }
         }
         if (!affectsAssignment(ev)) continue;
         const t = ev.object as Task;
-        if (t.nodeId) this.markDirty(t.nodeId);
+        if (t.nodeId) this.markDirty(t.nodeId, t.id);
         const p = ev.prev as Task | undefined;
-        if (p?.nodeId && p.nodeId !== t.nodeId) this.markDirty(p.nodeId);
+        if (p?.nodeId && p.nodeId !== t.nodeId) this.markDirty(p.nodeId, t.id);
       }
     });
     const resend = setInterval(() => {
       for (const id of this.sessions.keys()) this.markDirty(id);
-    }, this.opts.resendMs ?? 10_000);
+    }, this.opts.resendMs ?? 30_000);
     resend.unref();
     const expiry = setInterval(() => {
       const now = this.opts.clock.now();
@@ -264,7 +284,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
           ws.close(1008, `protocol ${m.protocol} not supported or node id mismatch`);
           return;
         }
-        const s: Session = { nodeId, role: identity.role, notAfter: identity.notAfter.getTime(), ws, logs: new Map(), chain: Promise.resolve() };
+        const s: Session = { nodeId, role: identity.role, notAfter: identity.notAfter.getTime(), ws, logs: new Map(), chain: Promise.resolve(), sent: new Map() };
         session = s;
         // A node that names no address is known by the address its session comes from.
         const description = m.description.address === '' ? { ...m.description, address: remote.replace(/^::ffff:/, '') } : m.description;
@@ -365,26 +385,58 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     if (s.ws.readyState === s.ws.OPEN) s.ws.send(JSON.stringify(m));
   }
 
-  private markDirty(nodeId: string): void {
+  /** Notes that a node must hear of a change of one task (without one: be sent its whole set), at the next flush. */
+  private markDirty(nodeId: string, taskId?: string): void {
     if (!this.sessions.has(nodeId)) return;
-    this.dirty.add(nodeId);
+    const cur = this.dirty.get(nodeId);
+    if (taskId === undefined || cur === 'all') this.dirty.set(nodeId, 'all');
+    else if (cur) cur.add(taskId);
+    else this.dirty.set(nodeId, new Set([taskId]));
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     // Coalesce: one message per node per burst of writes, however many tasks changed.
-    setImmediate(() => {
+    setTimeout(() => {
       this.flushScheduled = false;
-      const ids = [...this.dirty];
+      const dirty = [...this.dirty];
       this.dirty.clear();
-      for (const id of ids) {
+      for (const [id, what] of dirty) {
         const s = this.sessions.get(id);
-        if (s) this.sendAssignments(s);
+        if (s && what === 'all') this.sendAssignments(s);
+        else if (s && what !== 'all') this.sendUpdate(s, what);
       }
-    });
+    }, ASSIGNMENT_COALESCE_MS);
   }
 
+  /** Sends the node its whole set (at the start of a session, and now and then to be sure). */
   private sendAssignments(s: Session): void {
-    const tasks = this.opts.cache.tasksOfNode(s.nodeId).filter(assignedTo).map(toAssigned);
-    this.send(s, { type: 'assignments', tasks });
+    if (s.ws.readyState !== s.ws.OPEN) return;
+    const tasks = this.opts.cache.tasksOfNode(s.nodeId).filter(assignedTo);
+    s.sent = new Map(tasks.map((t) => [t.id, t]));
+    // An AssignmentsMessage, spliced: {"type":"assignments","tasks":[…]}.
+    s.ws.send(`{"type":"assignments","tasks":[${tasks.map(assignedJsonOf).join(',')}]}`);
+  }
+
+  /**
+   * Sends the node what changed of `ids` since its set was last sent: the whole set of every node on every change
+   * would cost the nodes times the tasks each time the scheduler places a batch.
+   */
+  private sendUpdate(s: Session, ids: Set<string>): void {
+    if (s.ws.readyState !== s.ws.OPEN) return;
+    const tasks: string[] = [];
+    const removed: string[] = [];
+    for (const id of ids) {
+      const t = this.opts.cache.get('task', id);
+      if (t && t.nodeId === s.nodeId && assignedTo(t)) {
+        if (s.sent.get(id) === t) continue;
+        s.sent.set(id, t);
+        tasks.push(assignedJsonOf(t));
+      } else if (s.sent.delete(id)) {
+        removed.push(id);
+      }
+    }
+    if (tasks.length === 0 && removed.length === 0) return;
+    // An AssignmentsUpdateMessage, spliced.
+    s.ws.send(`{"type":"assignments-update","tasks":[${tasks.join(',')}],"removed":${JSON.stringify(removed)}}`);
   }
 
   /** Applies a node's status reports in transactions the store accepts (one per report batch when it fits). */

@@ -3,7 +3,7 @@
 import type { DesiredState, NodeDescription, NodeRole, Task, TaskState } from '../core/index.js';
 
 export const SESSION_PATH = '/v1/session';
-export const SESSION_PROTOCOL_VERSION = 1;
+export const SESSION_PROTOCOL_VERSION = 2;
 
 /** The TLS server name in every manager's certificate: clients check it whatever address they dialled. */
 export const MANAGER_TLS_NAME = 'shoal-manager';
@@ -80,6 +80,15 @@ export interface AssignmentsMessage {
   type: 'assignments';
   tasks: AssignedTask[];
 }
+/**
+ * What changed in the node's set since the last `assignments` or `assignments-update` of this session: tasks added or
+ * changed (whole), and ids no longer assigned (their containers must stop). A session always starts with a full set.
+ */
+export interface AssignmentsUpdateMessage {
+  type: 'assignments-update';
+  tasks: AssignedTask[];
+  removed: string[];
+}
 export interface LogsRequestMessage {
   type: 'logs-request';
   requestId: string;
@@ -92,7 +101,7 @@ export interface LogsCancelMessage {
   type: 'logs-cancel';
   requestId: string;
 }
-export type ManagerMessage = WelcomeMessage | AssignmentsMessage | LogsRequestMessage | LogsCancelMessage;
+export type ManagerMessage = WelcomeMessage | AssignmentsMessage | AssignmentsUpdateMessage | LogsRequestMessage | LogsCancelMessage;
 
 /** Desired states in which the agent must have the task's container prepared or running. */
 export const wantsContainer = (d: DesiredState): boolean => d === 'ready' || d === 'running';

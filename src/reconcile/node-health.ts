@@ -20,6 +20,8 @@ export const DEFAULT_MISSED_BEATS = 3;
 export class NodeHealth {
   private readonly startedAt: number;
   private wake: (() => void) | undefined;
+  /** When the last check ran: a check that runs much later than planned ran after the event loop was held up. */
+  private lastCheckAt: number;
 
   constructor(
     private readonly ctx: ControllerContext,
@@ -27,6 +29,7 @@ export class NodeHealth {
     private readonly opts: NodeHealthOptions = {},
   ) {
     this.startedAt = ctx.clock.now();
+    this.lastCheckAt = this.startedAt;
   }
 
   /** Re-evaluate now (e.g. a session just opened). */
@@ -69,7 +72,12 @@ export class NodeHealth {
   }
 
   private async check(signal: AbortSignal): Promise<void> {
+    // After the event loop was held up (a long synchronous stretch), heartbeats that arrived meanwhile still wait to be
+    // read: timers run before I/O in a turn of the loop. Let the I/O phase read them first, or every node would look
+    // silent, be found down, and have its tasks moved for no reason.
+    if (this.ctx.clock.now() - this.lastCheckAt > this.periodMs()) await new Promise((resolve) => setImmediate(resolve));
     const now = this.ctx.clock.now();
+    this.lastCheckAt = now;
     const graceMs = this.periodMs() * (this.opts.missedBeats ?? DEFAULT_MISSED_BEATS);
     const ops = [];
     for (const node of this.ctx.cache.list('node')) {

@@ -1,6 +1,6 @@
 // The service controller: reconciles one service key at a time by applying planService's plan to the store.
 
-import type { Node } from '../core/index.js';
+import { isTerminal, type Node, type Task } from '../core/index.js';
 import type { Op, WatchEvent } from '../store/store.js';
 import { commitAndWait, type ControllerContext } from './context.js';
 import { planService } from './service-plan.js';
@@ -43,13 +43,32 @@ export class ServiceController {
   private onEvents(events: WatchEvent[]): void {
     for (const ev of events) {
       if (ev.kind === 'service') this.queue.add(ev.id);
-      else if (ev.kind === 'task' && ev.object.kind === 'task') this.queue.add(ev.object.serviceId);
+      else if (ev.kind === 'task' && ev.object.kind === 'task') {
+        if (ev.type === 'delete' || this.taskChangeMatters(ev.object, ev.prev as Task | undefined)) this.queue.add(ev.object.serviceId);
+      }
       else if (ev.kind === 'node' && ev.object.kind === 'node') {
         if (this.nodeHealthChanged(ev.object, ev.prev)) for (const t of this.ctx.cache.tasksOfNode(ev.id)) this.queue.add(t.serviceId);
         // Global services follow nodes as they join, leave, or change labels and availability.
         for (const s of this.ctx.cache.list('service')) if ('global' in s.spec.mode) this.queue.add(s.id);
       }
     }
+  }
+
+  /**
+   * Whether a task's change can change its service's plan. Most writes are agents' reports of a task moving on towards
+   * running, which the plan does not look at — except while the service updates, when a task that runs starts its
+   * monitor period (and, start-first, ends its predecessor). Reconciling on every report would plan every task of a
+   * service again for each of them. (The periodic resync catches anything this misses.)
+   */
+  private taskChangeMatters(t: Task, p: Task | undefined): boolean {
+    if (!p) return true;
+    if (p.desiredState !== t.desiredState || p.nodeId !== t.nodeId || p.notBefore !== t.notBefore) return true;
+    if (isTerminal(p.status.state) !== isTerminal(t.status.state)) return true;
+    // A finished task's container went away: a removed service's task may now be deleted.
+    if (p.status.containerId !== '' && t.status.containerId === '') return true;
+    if (p.status.state === t.status.state) return false;
+    const s = this.ctx.cache.get('service', t.serviceId);
+    return s === undefined || s.updateStatus?.state === 'updating' || s.updateStatus?.state === 'rollback_started';
   }
 
   private nodeHealthChanged(node: Node, prev: unknown): boolean {

@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { DEFAULT_UPDATE_CONFIG, TASK_STATES, isTerminal } from '../core/index.js';
+import { DEFAULT_UPDATE_CONFIG, TASK_STATES, canonicalJson, isTerminal } from '../core/index.js';
 import type { DesiredState, Node, RestartPolicy, Service, Task, TaskState, UpdateConfig, UpdateStatus } from '../core/index.js';
 import { makeNode } from '../scheduler/testing.js';
-import { isLive, planService } from './service-plan.js';
+import { isLive, planService, sameJson } from './service-plan.js';
 import type { ServicePlan, ServicePlanInput } from './service-plan.js';
 
 const NOW = Date.parse('2024-06-01T12:00:00.000Z');
@@ -605,5 +605,22 @@ describe('planService: rolling updates', () => {
     assert.deepEqual(p.create.map((t) => [t.slot, t.spec.container.image]), [[1, 'busybox:2']]);
     assert.deepEqual(desiredOf(p), { o1: 'shutdown' });
     assert.equal(p.service, undefined);
+  });
+});
+
+describe('sameJson (how a task spec is compared with its service\'s template)', () => {
+  it('says what comparing canonical JSON says: key order and undefined-valued keys do not matter', () => {
+    assert.ok(sameJson({ a: 1, b: [1, { c: 'x', d: undefined }] }, { b: [1, { c: 'x' }], a: 1 }));
+    assert.ok(!sameJson({ a: [1, 2] }, { a: [2, 1] }));
+    assert.ok(!sameJson({ a: null }, { a: undefined }));
+    // A JSON value and the same value with some keys reordered or set to undefined, or another value altogether.
+    const json = fc.jsonValue({ maxDepth: 3 });
+    fc.assert(
+      fc.property(json, json, (a, b) => {
+        assert.equal(sameJson(a, b), canonicalJson(a) === canonicalJson(b));
+        const copy = JSON.parse(canonicalJson(a)) as unknown;
+        assert.ok(sameJson(a, copy));
+      }),
+    );
   });
 });

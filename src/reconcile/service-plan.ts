@@ -7,7 +7,7 @@
 // Everything the updater needs is in the store (the service's updateStatus, the tasks' specs and states), so an
 // update resumes where it was after a manager restart or a change of leader.
 
-import { DEFAULT_UPDATE_CONFIG, canonicalJson, isTerminal, matchConstraint, projectOf, type Node, type RestartPolicy, type Service, type Task, type UpdateConfig, type UpdateStatus } from '../core/index.js';
+import { DEFAULT_UPDATE_CONFIG, isTerminal, matchConstraint, projectOf, type Node, type RestartPolicy, type Service, type Task, type UpdateConfig, type UpdateStatus } from '../core/index.js';
 
 export interface ServicePlanInput {
   serviceId: string;
@@ -80,6 +80,37 @@ export const newTask = (service: Service, slot: number, opts: { id: string; now:
     restartHistory: opts.restartHistory ?? [],
     notBefore,
   };
+};
+
+/**
+ * Whether two JSON values are equal as JSON: object key order does not matter, and a key whose value is undefined is
+ * no key at all — what comparing their canonical JSON says, without making the strings.
+ */
+export const sameJson = (a: unknown, b: unknown): boolean => {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    return a.every((x, i) => sameJson(x, b[i]));
+  }
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  const keys = (r: Record<string, unknown>): string[] => Object.keys(r).filter((k) => r[k] !== undefined);
+  const ka = keys(ra);
+  return ka.length === keys(rb).length && ka.every((k) => rb[k] !== undefined && sameJson(ra[k], rb[k]));
+};
+
+/**
+ * Whether a task spec equals a service's task template, remembered per (spec object, template object): the cache's
+ * objects are replaced, never changed, and a service is reconciled again and again with the same ones.
+ */
+const currentMemo = new WeakMap<object, { template: object; current: boolean }>();
+const isCurrentSpec = (spec: Task['spec'], template: Task['spec']): boolean => {
+  const m = currentMemo.get(spec);
+  if (m?.template === template) return m.current;
+  const current = sameJson(spec, template);
+  currentMemo.set(spec, { template, current });
+  return current;
 };
 
 /** Orders a slot's live tasks best first: furthest along, then newest. */
@@ -217,8 +248,7 @@ export const planService = (input: ServicePlanInput): ServicePlan => {
   const fresh = (key: string, opts: { restartHistory?: number[]; notBefore?: number } = {}): Task =>
     global ? newTask(service, 0, { id: input.newId(), now, nodeId: key, ...opts }) : newTask(service, Number(key), { id: input.newId(), now, ...opts });
   const policy = service.spec.task.restartPolicy;
-  const template = canonicalJson(service.spec.task);
-  const isCurrent = (t: Task): boolean => canonicalJson(t.spec) === template;
+  const isCurrent = (t: Task): boolean => isCurrentSpec(t.spec, service.spec.task);
   const update = rolling(service) ? (service.updateStatus?.state === 'rollback_started' ? service.spec.rollbackConfig : service.spec.updateConfig) ?? DEFAULT_UPDATE_CONFIG : undefined;
   /** The live task standing for each wanted group after this plan (what the updater looks at). */
   const current = new Map<string, Task>();

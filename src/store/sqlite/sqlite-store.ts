@@ -9,7 +9,10 @@
 //   - `meta.revision` equals the revision of the newest `changes` row (every commit writes one);
 //   - `changes` holds every revision above `compactedThrough` up to the current one (contiguous; empty
 //     when compacted through the current revision); what is at or below it can no longer be watched from;
-//   - one process writes the file (the manager): live watch delivery is in-process, woken by commit().
+//   - one process writes the file (the manager): live watch delivery is in-process, woken by commit();
+//   - group commit: the commits made in one turn of the event loop are applied in one SQLite transaction, each in its
+//     own savepoint with its own revision (one that fails rolls back alone), so a burst of small commits (status
+//     reports of many nodes) pays for one fsync, not one each.
 
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -55,6 +58,11 @@ const SCHEMA_VERSION = 1;
 const DEFAULT_KEEP_REVISIONS = 10_000;
 /** Per-watcher cap on buffered live batches (by JSON length); past it the watcher reads the log table. */
 const WATCH_BUFFER_CHARS = 64 * 1024 * 1024;
+/**
+ * Ops one group of commits holds at most (past the first commit): a group is written synchronously, and the event
+ * loop (API requests, heartbeats) waits for it, so bigger bursts go out in several groups, one per loop turn.
+ */
+const GROUP_OPS = 1000;
 /** How many log rows a lagging watcher reads per query. */
 const LOG_CHUNK_ROWS = 64;
 
@@ -77,6 +85,14 @@ interface ObjectRow {
   version: number;
   created_at: string;
   data: string;
+}
+
+/** A commit waiting for the next group; `fence` throws when it may no longer be written (a term that ended). */
+interface Pending {
+  ops: Op[];
+  fence: (() => void) | undefined;
+  resolve: (r: CommitResult) => void;
+  reject: (e: unknown) => void;
 }
 
 interface ChangeRow {
@@ -121,7 +137,11 @@ export class SqliteStore implements Store {
     readChanges: Database.Statement<[number, number], ChangeRow>;
   };
 
-  private readonly commitTxn: (ops: Op[]) => { result: CommitResult; batch: Batch };
+  /** Applies a group of commits in one IMMEDIATE transaction, each in a savepoint: its outcome, or why it failed. */
+  private readonly groupTxn: (group: Pending[]) => ({ result: CommitResult; batch: Batch } | { error: unknown })[];
+  private pending: Pending[] = [];
+  /** A flush is scheduled (or more groups of the queue are): new commits join the queue. */
+  private flushing = false;
   /** Reads a kind's rows and the revision in one snapshot. */
   private readonly listTxn: (kind: string) => { rows: string[]; revision: number };
 
@@ -180,8 +200,21 @@ export class SqliteStore implements Store {
     this.compactedThrough = oldest === null ? this.currentRevision : oldest - 1;
 
     // IMMEDIATE takes the write lock up front, so a transaction never fails half-way on a lock upgrade.
-    const txn = db.transaction((ops: Op[]) => this.applyOps(ops));
-    this.commitTxn = (ops) => txn.immediate(ops);
+    // A transaction function called inside another runs in a savepoint: a commit that throws rolls back alone.
+    const one = db.transaction((p: Pending) => {
+      p.fence?.();
+      return this.applyOps(p.ops);
+    });
+    const group = db.transaction((items: Pending[]) =>
+      items.map((p) => {
+        try {
+          return one(p);
+        } catch (error) {
+          return { error };
+        }
+      }),
+    );
+    this.groupTxn = (items) => group.immediate(items);
     // One read transaction, so the rows and the revision come from the same snapshot even if another
     // connection writes.
     const read = db.transaction((kind: string) => ({
@@ -207,6 +240,9 @@ export class SqliteStore implements Store {
       db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
       // Big transactions grow the WAL; give the space back after each checkpoint beyond this size.
       db.pragma('journal_size_limit = 67108864');
+      // Checkpoint every 32 MiB of WAL rather than SQLite's 4 MiB: tasks are rewritten as they move on, and a page
+      // written several times between two checkpoints is copied to the database once.
+      db.pragma('wal_autocheckpoint = 8192');
       db.pragma('foreign_keys = OFF');
       return new SqliteStore(db, path, opts);
     } catch (e) {
@@ -246,15 +282,52 @@ export class SqliteStore implements Store {
     return this.stmt.revision.get() ?? 0;
   }
 
-  async commit(ops: Op[]): Promise<CommitResult> {
-    this.assertOpen();
-    validateOps(ops);
-    const { result, batch } = this.commitTxn(ops);
-    this.currentRevision = batch.revision;
-    const horizon = batch.revision - this.keepRevisions;
-    if (horizon > this.compactedThrough) this.compactedThrough = horizon;
-    this.publish(batch);
-    return result;
+  commit(ops: Op[]): Promise<CommitResult> {
+    return this.enqueue(ops, undefined);
+  }
+
+  /** Queues a commit for the group of this event-loop turn; `fence` is checked when the group is written. */
+  enqueue(ops: Op[], fence: (() => void) | undefined): Promise<CommitResult> {
+    return new Promise((resolve, reject) => {
+      this.assertOpen();
+      validateOps(ops);
+      this.pending.push({ ops, fence, resolve, reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Writes the queued commits as one transaction (one fsync), then settles each and tells the watchers. */
+  private flush(): void {
+    let ops = 0;
+    let n = 0;
+    for (const p of this.pending) {
+      if (n > 0 && ops + p.ops.length > GROUP_OPS) break;
+      ops += p.ops.length;
+      n++;
+    }
+    const group = this.pending.splice(0, n);
+    if (this.pending.length > 0) setImmediate(() => this.flush());
+    else this.flushing = false;
+    let outcomes: ReturnType<typeof this.groupTxn>;
+    try {
+      this.assertOpen();
+      outcomes = this.groupTxn(group);
+    } catch (e) {
+      for (const p of group) p.reject(e);
+      return;
+    }
+    outcomes.forEach((o, i) => {
+      const p = group[i] as Pending;
+      if ('error' in o) return p.reject(o.error);
+      this.currentRevision = o.batch.revision;
+      const horizon = o.batch.revision - this.keepRevisions;
+      if (horizon > this.compactedThrough) this.compactedThrough = horizon;
+      this.publish(o.batch);
+      p.resolve(o.result);
+    });
   }
 
   /**
@@ -363,6 +436,8 @@ export class SqliteStore implements Store {
   /** Ends every watch and term, and closes the database. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
+    // Commits already made are written, as they would have been without grouping.
+    while (this.pending.length > 0) this.flush();
     this.closed = true;
     if (this.term !== undefined) {
       const { ended } = this.term;
@@ -395,7 +470,8 @@ export class SqliteStore implements Store {
   private applyOps(ops: Op[]): { result: CommitResult; batch: Batch } {
     const revision = (this.stmt.revision.get() ?? 0) + 1;
     const now = isoNow(this.clock);
-    const objects: (StoredObject | undefined)[] = [];
+    /** What each op stored, as JSON (undefined for a delete); parsed only if the caller reads the result's objects. */
+    const stored: (string | undefined)[] = [];
     const events: string[] = [];
     const kinds = new Set<string>();
 
@@ -409,7 +485,7 @@ export class SqliteStore implements Store {
           throw conflict('delete', op.kind, op.id, op.version, row.version);
         }
         this.stmt.remove.run(op.kind, op.id);
-        objects.push(undefined);
+        stored.push(undefined);
         kinds.add(op.kind);
         events.push(eventJson(revision, 'delete', op.kind, op.id, row.data, row.data));
         continue;
@@ -417,14 +493,14 @@ export class SqliteStore implements Store {
 
       const { kind, id } = op.object;
       const row = this.stmt.get.get(kind, id);
-      let stored: StoredObject;
+      let object: StoredObject;
       let json: string;
       if (op.op === 'create') {
         if (row !== undefined) {
           throw new ShoalError('already_exists', `cannot create ${describeOp(kind, id)}: it already exists`);
         }
-        stored = { ...op.object, meta: { ...op.object.meta, version: 1, createdAt: now, updatedAt: now } };
-        json = JSON.stringify(stored);
+        object = { ...op.object, meta: { ...op.object.meta, version: 1, createdAt: now, updatedAt: now } };
+        json = JSON.stringify(object);
         this.stmt.insert.run(kind, id, 1, now, json);
         events.push(eventJson(revision, 'put', kind, id, json, undefined));
       } else {
@@ -434,14 +510,13 @@ export class SqliteStore implements Store {
         const expected = op.object.meta.version;
         if (row.version !== expected) throw conflict('update', kind, id, expected, row.version);
         const version = row.version + 1;
-        stored = { ...op.object, meta: { ...op.object.meta, version, createdAt: row.created_at, updatedAt: now } };
-        json = JSON.stringify(stored);
+        object = { ...op.object, meta: { ...op.object.meta, version, createdAt: row.created_at, updatedAt: now } };
+        json = JSON.stringify(object);
         this.stmt.update.run(version, json, kind, id);
         events.push(eventJson(revision, 'put', kind, id, json, row.data));
       }
       kinds.add(kind);
-      // Hand back what was stored, not an alias of the caller's input.
-      objects.push(JSON.parse(json) as StoredObject);
+      stored.push(json);
     }
 
     const kindList = [...kinds];
@@ -450,7 +525,7 @@ export class SqliteStore implements Store {
     this.stmt.appendChange.run(revision, kindList.join(','), batchJson);
     const horizon = revision - this.keepRevisions;
     if (horizon > 0) this.stmt.compact.run(horizon);
-    return { result: { revision, objects }, batch: { revision, kinds: kindList, json: batchJson } };
+    return { result: lazyResult(revision, stored), batch: { revision, kinds: kindList, json: batchJson } };
   }
 
   /** Hands a committed batch to every watcher that is caught up; others will read it from the log. */
@@ -496,6 +571,20 @@ export class SqliteStore implements Store {
     if (b !== undefined) w.bufferedChars -= b.json.length;
   }
 }
+
+/**
+ * A commit's result whose objects are parsed from what was stored (never an alias of the caller's input) on first
+ * read: most writers (controllers, status reports) only need the revision, and parsing every object is not free.
+ */
+const lazyResult = (revision: number, stored: (string | undefined)[]): CommitResult => {
+  let objects: (StoredObject | undefined)[] | undefined;
+  return {
+    revision,
+    get objects() {
+      return (objects ??= stored.map((j) => (j === undefined ? undefined : (JSON.parse(j) as StoredObject))));
+    },
+  };
+};
 
 const rowToBatch = (r: ChangeRow): Batch => ({ revision: r.revision, kinds: r.kinds.split(','), json: r.events });
 
@@ -587,11 +676,13 @@ class FencedStore implements Store {
   list<K extends Kind>(kind: K): Promise<ListResult<K>> {
     return this.inner.list(kind);
   }
-  async commit(ops: Op[]): Promise<CommitResult> {
-    if (this.ended.aborted) {
-      throw new ShoalError('failed_precondition', `'${this.candidate}' no longer leads: its term ended, nothing was written`);
-    }
-    return this.inner.commit(ops);
+  commit(ops: Op[]): Promise<CommitResult> {
+    // Checked when the commit is written (in its group), not only when it is made.
+    return this.inner.enqueue(ops, () => {
+      if (this.ended.aborted) {
+        throw new ShoalError('failed_precondition', `'${this.candidate}' no longer leads: its term ended, nothing was written`);
+      }
+    });
   }
   watch(opts: WatchOptions): AsyncIterable<WatchEvent[]> {
     return this.inner.watch(opts);
