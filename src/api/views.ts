@@ -1,6 +1,6 @@
 // Views: the stable listing rows the API returns, computed from stored objects.
 
-import { canonicalJson, projectOf, type Node, type Service, type Task } from '../core/index.js';
+import { projectOf, sameJson, type Node, type Service, type Task } from '../core/index.js';
 import type { NodeListItem, ServiceListItem, TaskListItem } from '../protocol/index.js';
 
 export const serviceRow = (s: Service, tasks: Task[]): ServiceListItem => {
@@ -18,8 +18,8 @@ export const serviceRow = (s: Service, tasks: Task[]): ServiceListItem => {
   };
 };
 
-/** `template`: canonical JSON of the service's task template, to say whether the task runs the current spec. */
-export const taskRow = (t: Task, nodes: ReadonlyMap<string, Node>, template?: string): TaskListItem => ({
+/** `template`: the service's task template, to say whether the task runs the current spec. */
+export const taskRow = (t: Task, nodes: ReadonlyMap<string, Node>, template?: Task['spec']): TaskListItem => ({
   id: t.id,
   serviceName: t.serviceName,
   slot: t.slot,
@@ -32,12 +32,12 @@ export const taskRow = (t: Task, nodes: ReadonlyMap<string, Node>, template?: st
   message: t.status.state === 'pending' && t.schedulingMessage ? t.schedulingMessage : t.status.message,
   node: nodes.get(t.nodeId)?.description.hostname ?? '',
   image: t.spec.container.image,
-  ...(template === undefined ? {} : { upToDate: canonicalJson(t.spec) === template }),
+  ...(template === undefined ? {} : { upToDate: t.spec === template || sameJson(t.spec, template) }),
 });
 
 /** Tasks of a service as `service ps` shows them: by slot, newest first within a slot. */
 export const taskRows = (tasks: Task[], nodes: ReadonlyMap<string, Node>, service?: Service): TaskListItem[] => {
-  const template = service ? canonicalJson(service.spec.task) : undefined;
+  const template = service?.spec.task;
   return [...tasks]
     .sort((a, b) => a.slot - b.slot || a.nodeId.localeCompare(b.nodeId) || b.meta.createdAt.localeCompare(a.meta.createdAt))
     .map((t) => taskRow(t, nodes, template));

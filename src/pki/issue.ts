@@ -113,8 +113,27 @@ const parseCsr = async (csrPem: string): Promise<x509.Pkcs10CertificateRequest> 
   return csr;
 };
 
+/**
+ * The CA as loaded, per key PEM: parsing and checking it costs milliseconds, and a manager signs a certificate for
+ * every join and renewal (a thousand nodes joining at once). One entry: a manager has one CA.
+ */
+let loaded: { pem: string; ca: Promise<{ cert: x509.X509Certificate; key: CryptoKey }> } | undefined;
+
+const loadCa = (ca: CaKeyPair): Promise<{ cert: x509.X509Certificate; key: CryptoKey }> => {
+  const pem = ca.certPem + ca.keyPem;
+  if (loaded?.pem !== pem) {
+    const p = parseCa(ca);
+    // A failed load is not kept: the next call tries again and reports its own error.
+    p.catch(() => {
+      if (loaded?.ca === p) loaded = undefined;
+    });
+    loaded = { pem, ca: p };
+  }
+  return loaded.ca;
+};
+
 /** Loads the CA and checks its key belongs to its certificate, so a mismatched pair fails here and not at every TLS handshake. */
-const loadCa = async (ca: CaKeyPair): Promise<{ cert: x509.X509Certificate; key: CryptoKey }> => {
+const parseCa = async (ca: CaKeyPair): Promise<{ cert: x509.X509Certificate; key: CryptoKey }> => {
   let cert: x509.X509Certificate;
   let certSpki: Buffer;
   try {

@@ -7,7 +7,7 @@
 // Everything the updater needs is in the store (the service's updateStatus, the tasks' specs and states), so an
 // update resumes where it was after a manager restart or a change of leader.
 
-import { DEFAULT_UPDATE_CONFIG, isTerminal, matchConstraint, projectOf, type Node, type RestartPolicy, type Service, type Task, type UpdateConfig, type UpdateStatus } from '../core/index.js';
+import { DEFAULT_UPDATE_CONFIG, isTerminal, matchConstraint, projectOf, sameJson, type Node, type RestartPolicy, type Service, type Task, type UpdateConfig, type UpdateStatus } from '../core/index.js';
 
 export interface ServicePlanInput {
   serviceId: string;
@@ -80,24 +80,6 @@ export const newTask = (service: Service, slot: number, opts: { id: string; now:
     restartHistory: opts.restartHistory ?? [],
     notBefore,
   };
-};
-
-/**
- * Whether two JSON values are equal as JSON: object key order does not matter, and a key whose value is undefined is
- * no key at all — what comparing their canonical JSON says, without making the strings.
- */
-export const sameJson = (a: unknown, b: unknown): boolean => {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) || Array.isArray(b)) {
-    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
-    return a.every((x, i) => sameJson(x, b[i]));
-  }
-  const ra = a as Record<string, unknown>;
-  const rb = b as Record<string, unknown>;
-  const keys = (r: Record<string, unknown>): string[] => Object.keys(r).filter((k) => r[k] !== undefined);
-  const ka = keys(ra);
-  return ka.length === keys(rb).length && ka.every((k) => rb[k] !== undefined && sameJson(ra[k], rb[k]));
 };
 
 /**
