@@ -25,41 +25,20 @@ class Mutex {
 
 export class StoreWriter {
   private readonly writes = new Mutex();
-  /**
-   * While a read-modify-write holds the mutex: the revision of its last commit, which it waits for after letting the
-   * next writer in. Undefined outside one.
-   */
-  private held: { revision: number; signal?: AbortSignal } | undefined;
 
   constructor(private readonly deps: { store: Store; cache: Cache }) {}
 
-  /** Commits; the caller reads its own write afterwards (at once, or — inside retryOnConflict — once it returns). */
   async commit(ops: Op[], signal: AbortSignal): Promise<StoredObject[]> {
     const r = await this.deps.store.commit(ops);
-    if (this.held) this.held = { revision: Math.max(this.held.revision, r.revision), signal };
-    else await this.deps.cache.waitFor(r.revision, signal);
+    await this.deps.cache.waitFor(r.revision, signal);
     return r.objects.filter((o) => o !== undefined);
   }
 
-  /**
-   * Runs a read-modify-write, one at a time on this manager, and again when a concurrent writer (a controller, another
-   * manager) got there first. The wait for the cache to show the write happens after the next writer is let in: a
-   * busy cache then delays each write once, not once per write queued before it. Correctness does not rest on the
-   * mutex — every such write compares-and-sets, so one that read a stale cache conflicts and runs again.
-   */
+  /** Runs a read-modify-write again when a concurrent writer (a controller, another manager) got there first. */
   async retryOnConflict<T>(fn: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const { value, held } = await this.writes.run(async () => {
-          this.held = { revision: 0 };
-          try {
-            return { value: await fn(), held: this.held };
-          } finally {
-            this.held = undefined;
-          }
-        });
-        if (held.revision > 0) await this.deps.cache.waitFor(held.revision, held.signal);
-        return value;
+        return await this.writes.run(fn);
       } catch (e) {
         if (!(e instanceof ShoalError && e.code === 'conflict') || attempt >= CONFLICT_RETRIES) throw e;
         await this.deps.cache.waitFor(await this.deps.store.revision());
