@@ -166,7 +166,7 @@ export class ShoalClient {
     throw new ApiError(0, 'unavailable', `cannot reach any Shoal manager (${failures.join(', ')}); is one running? ('shoal init --detach' starts one)`);
   }
 
-  /** Sends once, and once more if a kept-alive connection turned out closed by the server. */
+  /** Sends once, and (reads only) once more if a kept-alive connection turned out closed by the server. */
   private async sendFresh(host: string, call: Call): Promise<Body> {
     try {
       return await this.send(host, call);
@@ -227,7 +227,10 @@ export class ShoalClient {
       req.on('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
         if (signal?.aborted) return reject(e);
-        const stale = e.code === 'ECONNRESET' && req.reusedSocket;
+        // A kept-alive connection reset as we reuse it is usually one the server closed while idle: the request never
+        // reached it, so a read is sent again. A write is not: the same reset comes from a manager killed after it
+        // committed the write and before it answered, and sending it again would report that write as a conflict.
+        const stale = e.code === 'ECONNRESET' && req.reusedSocket && method === 'GET';
         reject(new NoAnswer(e.code ?? e.message, connected && !stale, stale));
       });
       req.end(text);
