@@ -80,6 +80,8 @@ const ID = /^[0-9a-f]{24}$/;
 /** What inspect reports for a process that ended without recording a code: it was SIGKILLed, as Docker says. */
 const KILLED = 137;
 const SIGTERM = 15;
+/** How far before events() was called an exit file's time may be and still count as an exit after the call (ms). */
+const EXIT_TIME_MARGIN_MS = 50;
 
 /** A task's container id: deterministic, so creating the same task twice yields the same container. */
 const idFor = (taskId: string): string => createHash('sha256').update(taskId).digest('hex').slice(0, 24);
@@ -346,7 +348,9 @@ export class ExecRuntime implements Runtime {
 
   events(signal: AbortSignal): AsyncIterable<RuntimeEvent> {
     // The first snapshot is taken now, not at the first next(), so a change right after this call is not missed.
-    return this.eventLoop(signal, this.list(), Date.now());
+    // File times come from the kernel's coarse clock, which may lag Date.now() by a tick: an exit file written just
+    // after this call can carry an earlier time. The margin makes such an exit count; an exit reported twice is harmless.
+    return this.eventLoop(signal, this.list(), Date.now() - EXIT_TIME_MARGIN_MS);
   }
 
   private async *eventLoop(outer: AbortSignal, first: Promise<ContainerInfo[]>, since: number): AsyncGenerator<RuntimeEvent> {
