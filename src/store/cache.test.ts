@@ -104,6 +104,25 @@ describe('Cache', () => {
       assert.equal(cache.count('node'), 0);
     }));
 
+  it('tells its listeners each change with the value it replaced (prev), which the store does not send', () =>
+    withStore(async (store, ctl) => {
+      const cache = await Cache.start(store, { signal: ctl.signal });
+      const seen: WatchEvent[] = [];
+      cache.subscribe((batch) => seen.push(...batch));
+      const r1 = await store.commit([create(sampleNode('a'))]);
+      const [v1] = r1.objects as [StoredObject];
+      const r2 = await store.commit([update(v1)]);
+      const [v2] = r2.objects as [StoredObject];
+      const r3 = await store.commit([{ op: 'delete', kind: 'node', id: 'a', version: 2 }]);
+      await within(cache.waitFor(r3.revision), 'revision 3');
+      assert.deepEqual(
+        seen.map((e) => [e.type, e.object.meta.version, e.prev?.meta.version]),
+        [['put', 1, undefined], ['put', 2, 1], ['delete', 2, 2]],
+      );
+      assert.deepEqual(seen[1]?.prev, v1);
+      assert.deepEqual(seen[2]?.prev, v2);
+    }));
+
   it('waitFor honours its abort signal', () =>
     withStore(async (store, ctl) => {
       const cache = await Cache.start(store, { signal: ctl.signal });

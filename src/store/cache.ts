@@ -70,7 +70,7 @@ export class Cache {
     return [...(this.tasksByNode.get(nodeId)?.values() ?? [])];
   }
 
-  /** Called after each applied transaction with its events. */
+  /** Called after each applied transaction with its events, each with `prev` set to what the cache held before it. */
   subscribe(listener: Listener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -174,6 +174,9 @@ export class Cache {
       const old = m.get(ev.id);
       // Only during a catch-up replay (see load) can an event be older than what the cache holds.
       if (ev.type === 'put' && old && old.meta.createdAt === ev.object.meta.createdAt && old.meta.version > ev.object.meta.version) continue;
+      // Listeners compare with what was there before; stores do not send it, the cache has it.
+      if (old) ev.prev = old;
+      else delete ev.prev;
       if (old?.kind === 'task') this.unindex(old);
       if (ev.type === 'put') {
         if (ev.object.kind === 'task') this.internSpec(ev.object);

@@ -352,11 +352,10 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
           ]);
           const [created, updated, deleted] = [batches[0]![0]!, batches[1]![0]!, batches[2]![0]!];
           assert.deepEqual(created.object, n1);
-          assert.equal(created.prev, undefined, 'a create has no prev');
           assert.deepEqual(updated.object, n1v2);
-          assert.deepEqual(updated.prev, n1, 'an update carries the previous value');
           assert.deepEqual(deleted.object, t1, 'a delete carries the object as last stored');
-          assert.deepEqual(deleted.prev, t1);
+          // Previous values are the cache's to add (see WatchEvent.prev): a store does not log them.
+          assert.deepEqual(batches.flat().map((e) => e.prev), [undefined, undefined, undefined, undefined, undefined]);
 
           // From a later revision: only what follows.
           const later = await watch(r3.revision).next();

@@ -40,7 +40,10 @@ export interface WatchEvent {
   id: string;
   /** The object after the write; for a delete, the object as it was last stored. */
   object: StoredObject;
-  /** For an update (put of an existing object) and delete: the previous value. */
+  /**
+   * The value before this event, for a put of an existing object and for a delete. Stores do not set it (carrying it
+   * would double what every write logs and sends); the Cache sets it, from the copy it held, for its listeners.
+   */
   prev?: StoredObject;
 }
 

@@ -173,19 +173,17 @@ class Feed {
     const target = this.deps.keys.parse(ev.kv.key.toString());
     if (target === undefined || (this.kinds !== undefined && !this.kinds.has(target.kind))) return undefined;
     const parse = (value: Buffer): StoredObject => JSON.parse(value.toString()) as StoredObject;
-    // The previous value is read at revision - 1; etcd omits it silently when that was compacted away.
-    const prev = ev.prev_kv ? parse(ev.prev_kv.value) : undefined;
-    const isCreate = ev.type === 'Put' && ev.kv.version === '1';
-    if (prev === undefined && !isCreate) {
+    const base = { revision, kind: target.kind as Kind, id: target.id };
+    if (ev.type === 'Put') return { ...base, type: 'put', object: parse(ev.kv.value) };
+    // A delete carries the object as last stored: the previous value, which etcd reads at revision - 1 and omits
+    // silently when that was compacted away.
+    if (!ev.prev_kv) {
       throw new ShoalError(
         'failed_precondition',
-        `cannot watch revision ${revision} of ${this.deps.conn.where}: the previous value of ${target.kind} '${target.id}' was compacted; re-list and watch from the list's revision + 1`,
+        `cannot watch revision ${revision} of ${this.deps.conn.where}: the last value of deleted ${target.kind} '${target.id}' was compacted; re-list and watch from the list's revision + 1`,
       );
     }
-    const base = { revision, kind: target.kind as Kind, id: target.id };
-    if (ev.type === 'Put') return { ...base, type: 'put', object: parse(ev.kv.value), ...(prev ? { prev } : {}) };
-    // A delete carries the object as last stored, twice: as the object and as prev (separate copies).
-    return { ...base, type: 'delete', object: parse(ev.prev_kv.value), prev };
+    return { ...base, type: 'delete', object: parse(ev.prev_kv.value) };
   }
 
   /** etcd canceled the watch: because the revision wanted was compacted (a probe read tells), or worse. */

@@ -84,7 +84,6 @@ interface Watcher {
 interface ObjectRow {
   version: number;
   created_at: string;
-  data: string;
 }
 
 /** A commit waiting for the next group; `fence` throws when it may no longer be written (a term that ended). */
@@ -177,7 +176,9 @@ export class SqliteStore implements Store {
     }
 
     this.stmt = {
-      get: db.prepare(`SELECT version, created_at, data FROM objects WHERE kind = ? AND id = ?`),
+      // Without the data: a write needs only the version and creation time of what it replaces (a 1.5 KB task row read
+      // per update doubled the cost of a write).
+      get: db.prepare(`SELECT version, created_at FROM objects WHERE kind = ? AND id = ?`),
       getData: db.prepare<[string, string], string>(`SELECT data FROM objects WHERE kind = ? AND id = ?`).pluck(),
       list: db.prepare<[string], string>(`SELECT data FROM objects WHERE kind = ? ORDER BY id`).pluck(),
       insert: db.prepare(`INSERT INTO objects (kind, id, version, created_at, data) VALUES (?, ?, ?, ?, ?)`),
@@ -484,10 +485,11 @@ export class SqliteStore implements Store {
         if (row.version !== op.version) {
           throw conflict('delete', op.kind, op.id, op.version, row.version);
         }
+        const last = this.stmt.getData.get(op.kind, op.id) as string;
         this.stmt.remove.run(op.kind, op.id);
         stored.push(undefined);
         kinds.add(op.kind);
-        events.push(eventJson(revision, 'delete', op.kind, op.id, row.data, row.data));
+        events.push(eventJson(revision, 'delete', op.kind, op.id, last));
         continue;
       }
 
@@ -502,7 +504,7 @@ export class SqliteStore implements Store {
         object = { ...op.object, meta: { ...op.object.meta, version: 1, createdAt: now, updatedAt: now } };
         json = JSON.stringify(object);
         this.stmt.insert.run(kind, id, 1, now, json);
-        events.push(eventJson(revision, 'put', kind, id, json, undefined));
+        events.push(eventJson(revision, 'put', kind, id, json));
       } else {
         if (row === undefined) {
           throw new ShoalError('not_found', `cannot update ${describeOp(kind, id)}: it does not exist`);
@@ -513,7 +515,7 @@ export class SqliteStore implements Store {
         object = { ...op.object, meta: { ...op.object.meta, version, createdAt: row.created_at, updatedAt: now } };
         json = JSON.stringify(object);
         this.stmt.update.run(version, json, kind, id);
-        events.push(eventJson(revision, 'put', kind, id, json, row.data));
+        events.push(eventJson(revision, 'put', kind, id, json));
       }
       kinds.add(kind);
       stored.push(json);
@@ -604,10 +606,7 @@ const eventJson = (
   kind: string,
   id: string,
   object: string,
-  prev: string | undefined,
-): string =>
-  `{"revision":${revision},"type":"${type}","kind":${JSON.stringify(kind)},"id":${JSON.stringify(id)},` +
-  `"object":${object}${prev === undefined ? '' : `,"prev":${prev}`}}`;
+): string => `{"revision":${revision},"type":"${type}","kind":${JSON.stringify(kind)},"id":${JSON.stringify(id)},"object":${object}}`;
 
 const conflict = (what: 'update' | 'delete', kind: string, id: string, expected: number, actual: number): ShoalError =>
   new ShoalError(
