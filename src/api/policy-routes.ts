@@ -1,13 +1,11 @@
 // The policy API: apply (create or update by name), list, show, remove, dry-run policies; and read the audit log.
 
-import { canonicalJson, invalid, notFound, projectOf, type Policy, type PolicyOperation, type Service } from '../core/index.js';
+import { invalid, notFound, projectOf, type Policy, type PolicyOperation, type Service } from '../core/index.js';
 import type { Clock } from '../lib/clock.js';
-import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { compilePolicy, type CompiledPolicy } from '../policy/index.js';
-import { API_PREFIX, parsePolicyDocuments, policySourceSchema, type PolicyApplyResult, type PolicyTestResult } from '../protocol/index.js';
+import { API_PREFIX, parsePolicyDocuments, policySourceSchema, type PolicyTestResult } from '../protocol/index.js';
 import type { Cache } from '../store/cache.js';
-import type { Op } from '../store/store.js';
 import type { Admission } from './admission.js';
 import type { AuditLog } from './audit.js';
 import { fromZod, readJson, sendJson, type RequestContext, type Router } from './http.js';
@@ -55,22 +53,7 @@ export class PolicyApi {
   private async apply(c: RequestContext): Promise<void> {
     const docs = await this.read(c);
     c.audit.target = docs.map((d) => `policy/${d.doc.name}`).join(',');
-    const results = await this.deps.writer.retryOnConflict(async () => {
-      const ops: Op[] = [];
-      const out: PolicyApplyResult[] = [];
-      for (const { doc } of docs) {
-        const cur = this.deps.cache.get('policy', doc.name);
-        if (cur && canonicalJson(cur.document) === canonicalJson(doc)) {
-          out.push({ name: doc.name, version: cur.meta.version, result: 'unchanged' });
-          continue;
-        }
-        const iso = isoNow(this.deps.clock);
-        ops.push(cur ? { op: 'update', object: { ...cur, document: doc } } : { op: 'create', object: { kind: 'policy', id: doc.name, meta: { version: 0, createdAt: iso, updatedAt: iso }, document: doc } });
-        out.push({ name: doc.name, version: (cur?.meta.version ?? 0) + 1, result: cur ? 'updated' : 'created' });
-      }
-      if (ops.length > 0) await this.deps.writer.commit(ops, c.signal);
-      return out;
-    });
+    const results = await this.deps.writer.applyByName('policy', docs.map(({ doc }) => ({ name: doc.name, content: { document: doc } })), this.deps.clock, c.signal);
     this.deps.logger.info('policies applied', { policies: results.map((r) => `${r.name}:${r.result}`).join(',') });
     const changed = docs.filter((d) => results.find((r) => r.name === d.doc.name)?.result !== 'unchanged');
     // The background audit: existing services that the new rules flag are recorded, not touched.
@@ -81,10 +64,7 @@ export class PolicyApi {
   private async remove(c: RequestContext): Promise<void> {
     const name = c.params.name ?? '';
     c.audit.target = `policy/${name}`;
-    await this.deps.writer.retryOnConflict(async () => {
-      const cur = this.policy(name);
-      await this.deps.writer.commit([{ op: 'delete', kind: 'policy', id: cur.id, version: cur.meta.version }], c.signal);
-    });
+    await this.deps.writer.removeCurrent(() => this.policy(name), c.signal);
     this.deps.logger.info('policy removed', { policy: name });
     sendJson(c.res, 200, { name });
   }

@@ -1,13 +1,12 @@
 // The template API: admins apply templates; provisioners (and developers) deploy them by name into the template's
 // project, scale their services within its bounds and remove them — never sending a raw spec.
 
-import { ShoalError, TEMPLATE_LABEL, canonicalJson, invalid, notFound, type Service, type ServiceSpec, type Template } from '../core/index.js';
+import { ShoalError, TEMPLATE_LABEL, invalid, notFound, projectOf, type Service, type ServiceSpec, type Template } from '../core/index.js';
 import type { Clock } from '../lib/clock.js';
 import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
-import { API_PREFIX, parseTemplateDocuments, policySourceSchema, templateDeploySchema, templateFields, type PolicyApplyResult, type TemplateView } from '../protocol/index.js';
+import { API_PREFIX, parseTemplateDocuments, policySourceSchema, templateDeploySchema, templateFields, type TemplateView } from '../protocol/index.js';
 import type { Cache } from '../store/cache.js';
-import type { Op } from '../store/store.js';
 import type { Admission } from './admission.js';
 import { fromZod, readJson, sendJson, type RequestContext, type Router } from './http.js';
 import type { StoreWriter } from './writes.js';
@@ -47,23 +46,7 @@ export class TemplateApi {
     if (!parsed.success) throw fromZod(parsed.error, 'template request');
     const docs = parseTemplateDocuments(parsed.data.source);
     c.audit.target = docs.map((d) => `template/${d.name}`).join(',');
-    const results = await this.deps.writer.retryOnConflict(async () => {
-      const ops: Op[] = [];
-      const out: PolicyApplyResult[] = [];
-      for (const doc of docs) {
-        const fields = templateFields(doc);
-        const cur = this.deps.cache.get('template', doc.name);
-        if (cur && canonicalJson({ ...cur, kind: undefined, id: undefined, meta: undefined }) === canonicalJson(fields)) {
-          out.push({ name: doc.name, version: cur.meta.version, result: 'unchanged' });
-          continue;
-        }
-        const iso = isoNow(this.deps.clock);
-        ops.push({ op: cur ? 'update' : 'create', object: { kind: 'template', id: doc.name, meta: cur?.meta ?? { version: 0, createdAt: iso, updatedAt: iso }, ...fields } });
-        out.push({ name: doc.name, version: (cur?.meta.version ?? 0) + 1, result: cur ? 'updated' : 'created' });
-      }
-      if (ops.length > 0) await this.deps.writer.commit(ops, c.signal);
-      return out;
-    });
+    const results = await this.deps.writer.applyByName('template', docs.map((doc) => ({ name: doc.name, content: templateFields(doc) })), this.deps.clock, c.signal);
     this.deps.logger.info('templates applied', { templates: results.map((r) => `${r.name}:${r.result}`).join(',') });
     sendJson(c.res, 200, results);
   }
@@ -71,10 +54,7 @@ export class TemplateApi {
   private async remove(c: RequestContext): Promise<void> {
     const name = c.params.name ?? '';
     c.audit.target = `template/${name}`;
-    await this.deps.writer.retryOnConflict(async () => {
-      const t = this.template(name);
-      await this.deps.writer.commit([{ op: 'delete', kind: 'template', id: t.id, version: t.meta.version }], c.signal);
-    });
+    await this.deps.writer.removeCurrent(() => this.template(name), c.signal);
     sendJson(c.res, 200, { name });
   }
 
@@ -111,11 +91,17 @@ export class TemplateApi {
     withinBounds(this.checkOrigin(s, 'scale'), replicas);
   }
 
-  /** The template a service was deployed from; refused when it was not, or the template is gone. */
+  /**
+   * The template a service was deployed from; refused when it was not, the template is gone, or the template deploys
+   * into another project than the service's (a deploy puts the service in the template's project: a service moved
+   * since, or one whose template now deploys elsewhere, is no longer that template's).
+   */
   checkOrigin(s: Service, what: string): Template {
     const name = s.spec.labels[TEMPLATE_LABEL];
     const t = name === undefined ? undefined : this.deps.cache.get('template', name);
     if (!t) throw new ShoalError('permission_denied', `cannot ${what} service '${s.spec.name}': it was not deployed from a template${name ? ` (its template '${name}' is gone)` : ''}, and a template grant covers only template services`);
+    const project = projectOf(s.spec);
+    if (t.project !== project) throw new ShoalError('permission_denied', `cannot ${what} service '${s.spec.name}': it is in project '${project}' but its template '${t.id}' deploys into project '${t.project}', and a template grant covers only template services`);
     return t;
   }
 }
