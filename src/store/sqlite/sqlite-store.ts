@@ -10,12 +10,15 @@
 //   - `changes` holds every revision above `compactedThrough` up to the current one (contiguous; empty
 //     when compacted through the current revision); what is at or below it can no longer be watched from;
 //   - one process writes the file (the manager): live watch delivery is in-process, woken by commit();
-//   - group commit: the commits made in one turn of the event loop are applied in one SQLite transaction, each in its
-//     own savepoint with its own revision (one that fails rolls back alone), so a burst of small commits (status
-//     reports of many nodes) pays for one fsync, not one each.
+//   - writes happen on a worker thread (sqlite-writer.ts) with its own connection; reads (get, list, the change log
+//     for lagging watchers) on this thread's connection, which WAL lets read while the writer writes;
+//   - group commit: the commits made while the writer is busy (at least one turn of the event loop) are applied in one
+//     SQLite transaction, each in its own savepoint with its own revision (one that fails rolls back alone), so a
+//     burst of small commits (status reports of many nodes) pays for one fsync, not one each.
 
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Kind, ObjectOfKind, StoredObject } from '../../core/index.js';
 import { ShoalError } from '../../core/index.js';
@@ -32,6 +35,7 @@ import type {
   WatchEvent,
   WatchOptions,
 } from '../store.js';
+import type { WireCommit, WireError, WireOp, WireOutcome, WriterCommand, WriterConfig, WriterReply, WriterRequest } from './sqlite-writer.js';
 
 export interface SqliteStoreOptions {
   /** Source of meta.createdAt / meta.updatedAt. */
@@ -58,11 +62,8 @@ const SCHEMA_VERSION = 1;
 const DEFAULT_KEEP_REVISIONS = 10_000;
 /** Per-watcher cap on buffered live batches (by JSON length); past it the watcher reads the log table. */
 const WATCH_BUFFER_CHARS = 64 * 1024 * 1024;
-/**
- * Ops one group of commits holds at most (past the first commit): a group is written synchronously, and the event
- * loop (API requests, heartbeats) waits for it, so bigger bursts go out in several groups, one per loop turn.
- */
-const GROUP_OPS = 1000;
+/** Ops one group of commits (one transaction, one fsync) holds at most, past its first commit. */
+const GROUP_OPS = 2000;
 /** How many log rows a lagging watcher reads per query. */
 const LOG_CHUNK_ROWS = 64;
 
@@ -79,11 +80,6 @@ interface Watcher {
   buffer: Batch[];
   bufferedChars: number;
   wake: (() => void) | undefined;
-}
-
-interface ObjectRow {
-  version: number;
-  created_at: string;
 }
 
 /** A commit waiting for the next group; `fence` throws when it may no longer be written (a term that ended). */
@@ -104,6 +100,12 @@ const SYNC_NAMES = ['OFF', 'NORMAL', 'FULL', 'EXTRA'] as const;
 
 const describeOp = (kind: string, id: string): string => `${kind} '${id}'`;
 
+/** A request to the writer waiting for its answer. */
+interface Outstanding {
+  resolve: (r: WriterReply) => void;
+  reject: (e: unknown) => void;
+}
+
 export class SqliteStore implements Store {
   /** SQLite takes any size; this bounds how long one write transaction holds the database. */
   readonly maxOpsPerCommit = 1000;
@@ -122,25 +124,23 @@ export class SqliteStore implements Store {
   private compactedThrough: number;
 
   private readonly stmt: {
-    get: Database.Statement<[string, string], ObjectRow>;
     getData: Database.Statement<[string, string], string>;
     list: Database.Statement<[string], string>;
-    insert: Database.Statement<[string, string, number, string, string]>;
-    update: Database.Statement<[number, string, string, string]>;
-    remove: Database.Statement<[string, string]>;
     revision: Database.Statement<[], number>;
-    setRevision: Database.Statement<[number]>;
-    appendChange: Database.Statement<[number, string, string]>;
     compact: Database.Statement<[number]>;
     oldestChange: Database.Statement<[], number | null>;
     readChanges: Database.Statement<[number, number], ChangeRow>;
   };
 
-  /** Applies a group of commits in one IMMEDIATE transaction, each in a savepoint: its outcome, or why it failed. */
-  private readonly groupTxn: (group: Pending[]) => ({ result: CommitResult; batch: Batch } | { error: unknown })[];
+  /** The writer thread, the requests it has not answered yet, and why it stopped if it did. */
+  private readonly writer: Worker;
+  private readonly outstanding = new Map<number, Outstanding>();
+  private seq = 0;
+  private broken: ShoalError | undefined;
+  /** Commits waiting for the next group; a flush is scheduled; the groups being written. */
   private pending: Pending[] = [];
-  /** A flush is scheduled (or more groups of the queue are): new commits join the queue. */
-  private flushing = false;
+  private flushScheduled = false;
+  private writing: Promise<void> | undefined;
   /** Reads a kind's rows and the revision in one snapshot. */
   private readonly listTxn: (kind: string) => { rows: string[]; revision: number };
 
@@ -176,17 +176,9 @@ export class SqliteStore implements Store {
     }
 
     this.stmt = {
-      // Without the data: a write needs only the version and creation time of what it replaces (a 1.5 KB task row read
-      // per update doubled the cost of a write).
-      get: db.prepare(`SELECT version, created_at FROM objects WHERE kind = ? AND id = ?`),
       getData: db.prepare<[string, string], string>(`SELECT data FROM objects WHERE kind = ? AND id = ?`).pluck(),
       list: db.prepare<[string], string>(`SELECT data FROM objects WHERE kind = ? ORDER BY id`).pluck(),
-      insert: db.prepare(`INSERT INTO objects (kind, id, version, created_at, data) VALUES (?, ?, ?, ?, ?)`),
-      update: db.prepare(`UPDATE objects SET version = ?, data = ? WHERE kind = ? AND id = ?`),
-      remove: db.prepare(`DELETE FROM objects WHERE kind = ? AND id = ?`),
       revision: db.prepare<[], number>(`SELECT value FROM meta WHERE key = 'revision'`).pluck(),
-      setRevision: db.prepare(`UPDATE meta SET value = ? WHERE key = 'revision'`),
-      appendChange: db.prepare(`INSERT INTO changes (revision, kinds, events) VALUES (?, ?, ?)`),
       compact: db.prepare(`DELETE FROM changes WHERE revision <= ?`),
       oldestChange: db.prepare<[], number | null>(`SELECT MIN(revision) FROM changes`).pluck(),
       readChanges: db.prepare(
@@ -200,22 +192,21 @@ export class SqliteStore implements Store {
     const oldest = this.stmt.oldestChange.get() ?? null;
     this.compactedThrough = oldest === null ? this.currentRevision : oldest - 1;
 
-    // IMMEDIATE takes the write lock up front, so a transaction never fails half-way on a lock upgrade.
-    // A transaction function called inside another runs in a savepoint: a commit that throws rolls back alone.
-    const one = db.transaction((p: Pending) => {
-      p.fence?.();
-      return this.applyOps(p.ops);
+    const cfg: WriterConfig = {
+      path,
+      synchronous: opts.synchronous ?? 'FULL',
+      busyTimeoutMs: busyTimeout(opts),
+      keepRevisions: this.keepRevisions,
+    };
+    this.writer = new Worker(new URL('./sqlite-writer.js', import.meta.url), {
+      workerData: { shoalSqliteWriter: cfg },
+      // The thread takes the process's flags (source maps, profiling) but those only an entry script may have.
+      execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')),
     });
-    const group = db.transaction((items: Pending[]) =>
-      items.map((p) => {
-        try {
-          return one(p);
-        } catch (error) {
-          return { error };
-        }
-      }),
-    );
-    this.groupTxn = (items) => group.immediate(items);
+    this.writer.unref();
+    this.writer.on('message', (r: WriterReply) => this.answered(r));
+    this.writer.on('error', (e) => this.writerStopped(e.message));
+    this.writer.on('exit', (code) => this.writerStopped(`it exited with code ${code}`));
     // One read transaction, so the rows and the revision come from the same snapshot even if another
     // connection writes.
     const read = db.transaction((kind: string) => ({
@@ -232,18 +223,16 @@ export class SqliteStore implements Store {
       throw new ShoalError('invalid_argument', `keepRevisions must be a positive integer, got ${String(keep)}`);
     }
     if (path === '') throw new ShoalError('invalid_argument', 'SQLite store path must not be empty');
+    if (path === ':memory:') {
+      throw new ShoalError('invalid_argument', 'the SQLite store needs a file: its writer thread opens the database too, which it cannot share in memory');
+    }
     let db: Database.Database | undefined;
     try {
       if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
       db = new Database(path);
-      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5_000))}`);
+      db.pragma(`busy_timeout = ${busyTimeout(opts)}`);
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
-      // Big transactions grow the WAL; give the space back after each checkpoint beyond this size.
-      db.pragma('journal_size_limit = 67108864');
-      // Checkpoint every 32 MiB of WAL rather than SQLite's 4 MiB: tasks are rewritten as they move on, and a page
-      // written several times between two checkpoints is copied to the database once.
-      db.pragma('wal_autocheckpoint = 8192');
       db.pragma('foreign_keys = OFF');
       return new SqliteStore(db, path, opts);
     } catch (e) {
@@ -287,48 +276,100 @@ export class SqliteStore implements Store {
     return this.enqueue(ops, undefined);
   }
 
-  /** Queues a commit for the group of this event-loop turn; `fence` is checked when the group is written. */
+  /** Queues a commit for the next group; `fence` is checked when the group goes to the writer. */
   enqueue(ops: Op[], fence: (() => void) | undefined): Promise<CommitResult> {
     return new Promise((resolve, reject) => {
       this.assertOpen();
       validateOps(ops);
       this.pending.push({ ops, fence, resolve, reject });
-      if (!this.flushing) {
-        this.flushing = true;
-        setImmediate(() => this.flush());
-      }
+      // While groups are being written, commits gather for the next one (started when those are done).
+      if (this.flushScheduled || this.writing !== undefined) return;
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        this.flush();
+      });
     });
   }
 
-  /** Writes the queued commits as one transaction (one fsync), then settles each and tells the watchers. */
+  /** Sends every queued commit to the writer, in groups; when they are written, sends what queued meanwhile. */
   private flush(): void {
-    let ops = 0;
-    let n = 0;
-    for (const p of this.pending) {
-      if (n > 0 && ops + p.ops.length > GROUP_OPS) break;
-      ops += p.ops.length;
-      n++;
-    }
-    const group = this.pending.splice(0, n);
-    if (this.pending.length > 0) setImmediate(() => this.flush());
-    else this.flushing = false;
-    let outcomes: ReturnType<typeof this.groupTxn>;
-    try {
-      this.assertOpen();
-      outcomes = this.groupTxn(group);
-    } catch (e) {
-      for (const p of group) p.reject(e);
-      return;
-    }
-    outcomes.forEach((o, i) => {
-      const p = group[i] as Pending;
-      if ('error' in o) return p.reject(o.error);
-      this.currentRevision = o.batch.revision;
-      const horizon = o.batch.revision - this.keepRevisions;
-      if (horizon > this.compactedThrough) this.compactedThrough = horizon;
-      this.publish(o.batch);
-      p.resolve(o.result);
+    if (this.writing !== undefined || this.pending.length === 0) return;
+    const queued = this.pending.splice(0);
+    this.writing = this.write(queued).finally(() => {
+      this.writing = undefined;
+      this.flush();
     });
+  }
+
+  private async write(queued: Pending[]): Promise<void> {
+    const groups: { commits: Pending[]; wire: WireCommit[] }[] = [];
+    let ops = GROUP_OPS;
+    for (const p of queued) {
+      let wire: WireCommit;
+      try {
+        p.fence?.();
+        wire = { now: isoNow(this.clock), ops: p.ops.map(toWire) };
+      } catch (e) {
+        p.reject(e);
+        continue;
+      }
+      if (ops + p.ops.length > GROUP_OPS) groups.push({ commits: [], wire: [] });
+      const g = groups[groups.length - 1] as (typeof groups)[number];
+      ops = g.commits.length === 0 ? p.ops.length : ops + p.ops.length;
+      g.commits.push(p);
+      g.wire.push(wire);
+    }
+    // The writer answers in order, so batches are published in revision order.
+    await Promise.all(
+      groups.map(async (g) => {
+        try {
+          const reply = await this.request({ type: 'group', commits: g.wire });
+          (reply.outcomes ?? []).forEach((o, i) => this.settle(g.commits[i] as Pending, o));
+        } catch (e) {
+          for (const p of g.commits) p.reject(e);
+        }
+      }),
+    );
+  }
+
+  private settle(p: Pending, o: WireOutcome): void {
+    if ('error' in o) return p.reject(this.fromWire(o.error));
+    this.currentRevision = o.revision;
+    const horizon = o.revision - this.keepRevisions;
+    if (horizon > this.compactedThrough) this.compactedThrough = horizon;
+    this.publish(o);
+    p.resolve(lazyResult(o.revision, o.json));
+  }
+
+  private request(req: WriterCommand): Promise<WriterReply> {
+    if (this.broken) return Promise.reject(this.broken);
+    const seq = ++this.seq;
+    return new Promise((resolve, reject) => {
+      this.outstanding.set(seq, { resolve, reject });
+      // Referenced while it has work, so the process waits for acknowledgements in flight.
+      if (this.outstanding.size === 1) this.writer.ref();
+      this.writer.postMessage({ ...req, seq } satisfies WriterRequest);
+    });
+  }
+
+  private answered(r: WriterReply): void {
+    const o = this.outstanding.get(r.seq);
+    this.outstanding.delete(r.seq);
+    if (this.outstanding.size === 0) this.writer.unref();
+    if (r.error) o?.reject(this.fromWire(r.error));
+    else o?.resolve(r);
+  }
+
+  /** The writer thread is gone (crashed, or exited at close): nothing more can be written. */
+  private writerStopped(why: string): void {
+    this.broken ??= new ShoalError('unavailable', `the writer of the SQLite store at ${this.path} stopped: ${why}`);
+    for (const o of this.outstanding.values()) o.reject(this.broken);
+    this.outstanding.clear();
+  }
+
+  private fromWire(e: WireError): ShoalError {
+    return e.code === undefined ? new ShoalError('unavailable', `SQLite store at ${this.path}: ${e.message}`) : new ShoalError(e.code, e.message);
   }
 
   /**
@@ -389,8 +430,8 @@ export class SqliteStore implements Store {
       );
     }
     if (revision <= this.compactedThrough) return;
-    this.stmt.compact.run(revision);
-    this.compactedThrough = revision;
+    await this.request({ type: 'compact', revision });
+    if (revision > this.compactedThrough) this.compactedThrough = revision;
   }
 
   /**
@@ -437,9 +478,14 @@ export class SqliteStore implements Store {
   /** Ends every watch and term, and closes the database. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
-    // Commits already made are written, as they would have been without grouping.
-    while (this.pending.length > 0) this.flush();
     this.closed = true;
+    // Commits already made are written, as they would have been without grouping.
+    while (this.writing !== undefined || this.pending.length > 0) {
+      this.flush();
+      await this.writing;
+    }
+    if (!this.broken) await this.request({ type: 'close' }).catch(() => undefined);
+    await this.writer.terminate();
     if (this.term !== undefined) {
       const { ended } = this.term;
       this.term = undefined;
@@ -467,71 +513,9 @@ export class SqliteStore implements Store {
     }
   }
 
-  /** Runs inside the IMMEDIATE transaction: any throw rolls every write back. */
-  private applyOps(ops: Op[]): { result: CommitResult; batch: Batch } {
-    const revision = (this.stmt.revision.get() ?? 0) + 1;
-    const now = isoNow(this.clock);
-    /** What each op stored, as JSON (undefined for a delete); parsed only if the caller reads the result's objects. */
-    const stored: (string | undefined)[] = [];
-    const events: string[] = [];
-    const kinds = new Set<string>();
-
-    for (const op of ops) {
-      if (op.op === 'delete') {
-        const row = this.stmt.get.get(op.kind, op.id);
-        if (row === undefined) {
-          throw new ShoalError('not_found', `cannot delete ${describeOp(op.kind, op.id)}: it does not exist`);
-        }
-        if (row.version !== op.version) {
-          throw conflict('delete', op.kind, op.id, op.version, row.version);
-        }
-        const last = this.stmt.getData.get(op.kind, op.id) as string;
-        this.stmt.remove.run(op.kind, op.id);
-        stored.push(undefined);
-        kinds.add(op.kind);
-        events.push(eventJson(revision, 'delete', op.kind, op.id, last));
-        continue;
-      }
-
-      const { kind, id } = op.object;
-      const row = this.stmt.get.get(kind, id);
-      let object: StoredObject;
-      let json: string;
-      if (op.op === 'create') {
-        if (row !== undefined) {
-          throw new ShoalError('already_exists', `cannot create ${describeOp(kind, id)}: it already exists`);
-        }
-        object = { ...op.object, meta: { ...op.object.meta, version: 1, createdAt: now, updatedAt: now } };
-        json = JSON.stringify(object);
-        this.stmt.insert.run(kind, id, 1, now, json);
-        events.push(eventJson(revision, 'put', kind, id, json));
-      } else {
-        if (row === undefined) {
-          throw new ShoalError('not_found', `cannot update ${describeOp(kind, id)}: it does not exist`);
-        }
-        const expected = op.object.meta.version;
-        if (row.version !== expected) throw conflict('update', kind, id, expected, row.version);
-        const version = row.version + 1;
-        object = { ...op.object, meta: { ...op.object.meta, version, createdAt: row.created_at, updatedAt: now } };
-        json = JSON.stringify(object);
-        this.stmt.update.run(version, json, kind, id);
-        events.push(eventJson(revision, 'put', kind, id, json));
-      }
-      kinds.add(kind);
-      stored.push(json);
-    }
-
-    const kindList = [...kinds];
-    const batchJson = `[${events.join(',')}]`;
-    this.stmt.setRevision.run(revision);
-    this.stmt.appendChange.run(revision, kindList.join(','), batchJson);
-    const horizon = revision - this.keepRevisions;
-    if (horizon > 0) this.stmt.compact.run(horizon);
-    return { result: lazyResult(revision, stored), batch: { revision, kinds: kindList, json: batchJson } };
-  }
-
   /** Hands a committed batch to every watcher that is caught up; others will read it from the log. */
-  private publish(batch: Batch): void {
+  private publish(o: { revision: number; kinds: string[]; json: string }): void {
+    const batch: Batch = { revision: o.revision, kinds: o.kinds, json: o.json };
     for (const w of this.watchers) {
       const last = w.buffer[w.buffer.length - 1];
       const contiguous = last === undefined ? batch.revision === w.cursor : batch.revision === last.revision + 1;
@@ -578,15 +562,23 @@ export class SqliteStore implements Store {
  * A commit's result whose objects are parsed from what was stored (never an alias of the caller's input) on first
  * read: most writers (controllers, status reports) only need the revision, and parsing every object is not free.
  */
-const lazyResult = (revision: number, stored: (string | undefined)[]): CommitResult => {
+const lazyResult = (revision: number, eventsJson: string): CommitResult => {
   let objects: (StoredObject | undefined)[] | undefined;
   return {
     revision,
     get objects() {
-      return (objects ??= stored.map((j) => (j === undefined ? undefined : (JSON.parse(j) as StoredObject))));
+      return (objects ??= (JSON.parse(eventsJson) as WatchEvent[]).map((e) => (e.type === 'delete' ? undefined : e.object)));
     },
   };
 };
+
+/** An op for the writer: the object serialized here (where it was made), without the meta the writer stamps. */
+const toWire = (op: Op): WireOp =>
+  op.op === 'delete'
+    ? { op: 'delete', kind: op.kind, id: op.id, version: op.version }
+    : { op: op.op, kind: op.object.kind, id: op.object.id, version: op.object.meta.version, body: JSON.stringify({ ...op.object, meta: undefined }) };
+
+const busyTimeout = (opts: SqliteStoreOptions): number => Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5_000));
 
 const rowToBatch = (r: ChangeRow): Batch => ({ revision: r.revision, kinds: r.kinds.split(','), json: r.events });
 
@@ -598,21 +590,6 @@ const decodeBatch = (batch: Batch, kinds: Set<string> | undefined): WatchEvent[]
   const kept = events.filter((e) => kinds.has(e.kind));
   return kept.length === 0 ? undefined : kept;
 };
-
-/** A WatchEvent as JSON, spliced from already-serialized objects to avoid a parse/stringify round trip. */
-const eventJson = (
-  revision: number,
-  type: 'put' | 'delete',
-  kind: string,
-  id: string,
-  object: string,
-): string => `{"revision":${revision},"type":"${type}","kind":${JSON.stringify(kind)},"id":${JSON.stringify(id)},"object":${object}}`;
-
-const conflict = (what: 'update' | 'delete', kind: string, id: string, expected: number, actual: number): ShoalError =>
-  new ShoalError(
-    'conflict',
-    `cannot ${what} ${describeOp(kind, id)}: expected version ${String(expected)} but the stored version is ${actual}`,
-  );
 
 /** Rejects malformed transactions before touching the database. */
 const validateOps = (ops: Op[]): void => {
@@ -657,7 +634,7 @@ const validateOps = (ops: Op[]): void => {
   });
 };
 
-/** The store as a term's holder sees it: commits apply only while the term lasts (commit() is synchronous here). */
+/** The store as a term's holder sees it: commits apply only while the term lasts (checked as each is sent to be written). */
 class FencedStore implements Store {
   readonly maxOpsPerCommit: number;
 
