@@ -175,7 +175,8 @@ export const startManager = async (opts: ManagerOptions): Promise<Manager> => {
       });
       const health = new NodeHealth(ctx, dispatcher);
       dispatcher.run(signal);
-      const services = new ServiceController(ctx);
+      const scheduling = new SchedulingLoop(ctx, { onAssigned: (ms) => metrics.observeSchedulingWait(ms) });
+      const services = new ServiceController(ctx, { placer: scheduling });
       managers.dispatcher = dispatcher;
       managers.services = services;
       // From the moment the term ends, sessions are refused (the loops may take a moment longer to wind down).
@@ -187,8 +188,8 @@ export const startManager = async (opts: ManagerOptions): Promise<Manager> => {
         },
         { once: true },
       );
-      const scheduling = new SchedulingLoop(ctx, { onAssigned: (ms) => metrics.observeSchedulingWait(ms) });
-      return Promise.allSettled([services.run(signal), scheduling.run(signal), health.run(signal)]).then(() => undefined);
+      // The scheduling loop first: it starts following node loads at once, before the first reconcile asks it to place.
+      return Promise.allSettled([scheduling.run(signal), services.run(signal), health.run(signal)]).then(() => undefined);
     };
     tasks.push(runLeadership({ store, nodeId, managers, logger, lead }, ctl.signal));
 

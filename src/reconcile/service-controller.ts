@@ -4,11 +4,14 @@ import { isTerminal, type Node, type Task } from '../core/index.js';
 import type { Op, WatchEvent } from '../store/store.js';
 import { commitAndWait, type ControllerContext } from './context.js';
 import { planService } from './service-plan.js';
+import type { Placer } from './scheduling.js';
 import { WorkQueue, type ReconcileResult } from './workqueue.js';
 
 export interface ServiceControllerOptions {
   /** How often every service is reconciled even without events (catches anything missed). */
   resyncMs?: number;
+  /** Places new tasks as they are made (created assigned: one write each instead of a create and an assignment). */
+  placer?: Placer;
 }
 
 export class ServiceController {
@@ -89,15 +92,21 @@ export class ServiceController {
       historyLimit: cluster?.spec.taskHistoryLimit ?? 5,
       newId: this.ctx.newId,
     });
+    const created = this.opts.placer && plan.create.length > 0 ? this.opts.placer.place(plan.create) : plan.create;
     const ops: Op[] = [
       // The service first: an update status written with compare-and-set fails the whole first commit if the
       // service changed meanwhile, and the plan is made again from the new spec.
       ...(plan.service ? [{ op: 'update', object: plan.service } satisfies Op] : []),
-      ...plan.create.map((object): Op => ({ op: 'create', object })),
+      ...created.map((object): Op => ({ op: 'create', object })),
       ...plan.update.map((object): Op => ({ op: 'update', object })),
       ...plan.delete.map((t): Op => ({ op: 'delete', kind: 'task', id: t.id, version: t.meta.version })),
     ];
-    if (ops.length > 0) await commitAndWait(this.ctx, ops, signal);
+    try {
+      if (ops.length > 0) await commitAndWait(this.ctx, ops, signal);
+    } catch (e) {
+      this.opts.placer?.release(created);
+      throw e;
+    }
     return plan.requeueAfterMs === undefined ? {} : { requeueAfterMs: plan.requeueAfterMs };
   }
 }

@@ -14,7 +14,22 @@ export interface NodeInfo {
   /** Non-terminal tasks on the node: placed ones plus this batch's assignments. */
   taskCount: number;
   /** `taskCount` broken down by service id. */
-  readonly serviceCounts: Map<string, number>;
+  readonly serviceCounts: ServiceCounts;
+}
+
+/** Tasks per service on a node: what was placed before the batch (shared, never changed) plus the batch's own. */
+export class ServiceCounts {
+  private readonly own = new Map<string, number>();
+
+  constructor(private readonly before?: ReadonlyMap<string, number>) {}
+
+  get(serviceId: string): number {
+    return (this.before?.get(serviceId) ?? 0) + (this.own.get(serviceId) ?? 0);
+  }
+
+  add(serviceId: string): void {
+    this.own.set(serviceId, (this.own.get(serviceId) ?? 0) + 1);
+  }
 }
 
 /**

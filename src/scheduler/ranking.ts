@@ -75,7 +75,7 @@ export class SpreadCounts {
     if (list) list.push(sig);
     else this.byService.set(serviceId, [sig]);
     for (const info of this.nodes) {
-      const n = info.serviceCounts.get(serviceId) ?? 0;
+      const n = info.serviceCounts.get(serviceId);
       if (n > 0) for (const k of this.path(sig, info)) this.counts.set(k, (this.counts.get(k) ?? 0) + n);
     }
     return sig;
@@ -137,7 +137,7 @@ export class Ranker {
 
   private build(nodes: readonly NodeInfo[], depth: number): Level {
     if (depth === this.sig.prefs.length) {
-      const slots = nodes.map((info) => ({ info, svc: info.serviceCounts.get(this.serviceId) ?? 0, total: info.taskCount }));
+      const slots = nodes.map((info) => ({ info, svc: info.serviceCounts.get(this.serviceId), total: info.taskCount }));
       return { kind: 'leaves', heap: new Heap(leafLess, slots) };
     }
     const attr = this.sig.prefs[depth] ?? '';
@@ -165,7 +165,7 @@ export class Ranker {
     if (level.kind === 'leaves') {
       const heap = level.heap;
       for (let top = heap.peek(); top; top = heap.peek()) {
-        const svc = top.info.serviceCounts.get(this.serviceId) ?? 0;
+        const svc = top.info.serviceCounts.get(this.serviceId);
         const total = top.info.taskCount;
         if (svc !== top.svc || total !== top.total) {
           top.svc = svc;

@@ -5,11 +5,15 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { matchConstraint } from '../core/index.js';
 import type { Node, NodeAvailability, NodeStatusState, Task } from '../core/index.js';
+import { NodeLoads } from './loads.js';
 import { schedule } from './schedule.js';
 import type { Plan, ScheduleInput } from './schedule.js';
 import { CPU, GiB, makeNode, makeTask } from './testing.js';
 
 const RUNS = 200;
+
+/** The inputs generated here list placed tasks (the loads form is derived from them). */
+type Input = ScheduleInput & { placed: Task[] };
 
 /** The scheduling-relevant template of one service version. */
 interface Template {
@@ -38,7 +42,7 @@ const nodeArb = fc.record({
 });
 
 /** A random cluster: nodes of mixed health, services with 1–2 versions, placed tasks (maybe over-committing) and a batch. */
-const inputArb: fc.Arbitrary<ScheduleInput> = fc
+const inputArb: fc.Arbitrary<Input> = fc
   .record({
     nodes: fc.array(nodeArb, { maxLength: 8 }),
     services: fc.array(fc.array(templateArb, { minLength: 1, maxLength: 2 }), { minLength: 1, maxLength: 4 }),
@@ -84,7 +88,7 @@ const eligible = (node: Node, task: Task): boolean =>
   task.spec.placement.constraints.every((c) => matchConstraint(node, c));
 
 /** Capacity left per node after the placed tasks (tasks on unknown nodes hold nothing). */
-const availableAfterPlaced = (input: ScheduleInput): Map<string, { cpu: number; mem: number }> => {
+const availableAfterPlaced = (input: Input): Map<string, { cpu: number; mem: number }> => {
   const avail = new Map(input.nodes.map((n) => [n.id, { cpu: n.description.resources.nanoCpus, mem: n.description.resources.memoryBytes }]));
   for (const t of input.placed) {
     const a = avail.get(t.nodeId);
@@ -101,7 +105,7 @@ const fitsIn = (task: Task, a: { cpu: number; mem: number }): boolean => {
 };
 
 /** Checks a plan against its input; returns the capacity left per node after the plan. */
-const checkPlan = (input: ScheduleInput, plan: Plan): Map<string, { cpu: number; mem: number }> => {
+const checkPlan = (input: Input, plan: Plan): Map<string, { cpu: number; mem: number }> => {
   const nodes = new Map(input.nodes.map((n) => [n.id, n]));
   const tasks = new Map(input.pending.map((t) => [t.id, t]));
   const order = new Map(input.pending.map((t, i) => [t.id, i]));
@@ -189,6 +193,21 @@ describe('schedule: properties over random clusters', () => {
     );
   });
 
+  it('gives the same plan from loads kept task by task (NodeLoads) as from the placed tasks themselves', () => {
+    fc.assert(
+      fc.property(inputArb, (input) => {
+        const loads = new NodeLoads();
+        // Every placed task added, and tasks that came and went (or never held anything) leave no trace.
+        for (const t of input.pending) loads.add({ ...t, nodeId: t.nodeId || 'n0', status: { ...t.status, state: 'running' } });
+        for (const t of input.placed) loads.add(t);
+        for (const t of input.pending) loads.remove({ ...t, nodeId: t.nodeId || 'n0', status: { ...t.status, state: 'running' } });
+        for (const t of input.pending) loads.add(t);
+        assert.deepEqual(schedule({ nodes: input.nodes, loads: loads.view, pending: input.pending }), schedule(input));
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
   it('gives the same plan whatever the order of nodes and placed tasks', () => {
     fc.assert(
       fc.property(inputArb, fc.integer(), fc.integer(), (input, s1, s2) => {
@@ -202,7 +221,7 @@ describe('schedule: properties over random clusters', () => {
 });
 
 /** Tasks of `serviceId` per node id: placed ones plus the plan's assignments. */
-const countsAfter = (input: ScheduleInput, plan: Plan, serviceId: string): Map<string, number> => {
+const countsAfter = (input: Input, plan: Plan, serviceId: string): Map<string, number> => {
   const counts = new Map(input.nodes.map((n) => [n.id, 0]));
   const service = new Map(input.pending.map((t) => [t.id, t.serviceId]));
   for (const t of input.placed) if (t.serviceId === serviceId) counts.set(t.nodeId, (counts.get(t.nodeId) ?? 0) + 1);

@@ -1,14 +1,17 @@
 // The batch scheduler: places a batch of pending tasks on nodes (filters, then spread ranking) and returns a plan.
 
 import type { Node, Task } from '../core/index.js';
-import { DEFAULT_FILTERS, FailureTally, firstFailure } from './filters.js';
+import { DEFAULT_FILTERS, FailureTally, ServiceCounts, firstFailure } from './filters.js';
+import type { NodeLoad } from './loads.js';
 import type { Filter, NodeInfo } from './filters.js';
 import { Ranker, SpreadCounts } from './ranking.js';
 
 export interface ScheduleInput {
   nodes: Node[];
   /** Tasks that hold resources on their node: nodeId set and status.state not terminal. */
-  placed: Task[];
+  placed?: Task[];
+  /** What placed tasks hold, by node (see NodeLoads): the same as listing them in `placed`, without the walk. */
+  loads?: ReadonlyMap<string, Readonly<NodeLoad>>;
   /**
    * Tasks to place, in priority order (status.state 'pending'), each id once. A task whose nodeId is
    * already set (global services) may only go to that node: the scheduler checks it fits there.
@@ -92,16 +95,22 @@ export function schedule(input: ScheduleInput, options: ScheduleOptions = {}): P
   for (const node of input.nodes) {
     if (infos.has(node.id)) continue;
     const { nanoCpus, memoryBytes } = node.description.resources;
-    infos.set(node.id, { node, available: { nanoCpus, memoryBytes }, taskCount: 0, serviceCounts: new Map() });
+    const load = input.loads?.get(node.id);
+    infos.set(node.id, {
+      node,
+      available: { nanoCpus: nanoCpus - (load?.nanoCpus ?? 0), memoryBytes: memoryBytes - (load?.memoryBytes ?? 0) },
+      taskCount: load?.taskCount ?? 0,
+      serviceCounts: new ServiceCounts(load?.serviceCounts),
+    });
   }
   const consume = (info: NodeInfo, task: Task): void => {
     const r = task.spec.resources.reservations;
     info.available.nanoCpus -= r.nanoCpus;
     info.available.memoryBytes -= r.memoryBytes;
     info.taskCount++;
-    info.serviceCounts.set(task.serviceId, (info.serviceCounts.get(task.serviceId) ?? 0) + 1);
+    info.serviceCounts.add(task.serviceId);
   };
-  for (const task of input.placed) {
+  for (const task of input.placed ?? []) {
     const info = infos.get(task.nodeId);
     if (info) consume(info, task); // tasks of nodes not in the snapshot hold nothing we can place on
   }
