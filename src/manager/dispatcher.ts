@@ -471,7 +471,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
       }
       if (ops.length === 0) return;
       try {
-        const r = await store.commit(ops);
+        const r = await store.commit(ops, { background: true });
         await cache.waitFor(r.revision);
         return;
       } catch (e) {

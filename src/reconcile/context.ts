@@ -25,8 +25,9 @@ export const commitAndWait = async (ctx: ControllerContext, ops: Op[], signal?: 
   // The first chunk alone (callers put the op the rest depends on first, e.g. a service's update status); the others
   // go out together: a networked store (etcd) pipelines them instead of paying a round trip and a consensus round
   // each, one after another.
-  const first = await ctx.store.commit(chunks[0] ?? []);
-  const results = await Promise.allSettled(chunks.slice(1).map((c) => ctx.store.commit(c)));
+  // Controllers' writes are background work: an API request's write goes first where the store queues writes.
+  const first = await ctx.store.commit(chunks[0] ?? [], { background: true });
+  const results = await Promise.allSettled(chunks.slice(1).map((c) => ctx.store.commit(c, { background: true })));
   const failed = results.find((r) => r.status === 'rejected');
   const revision = Math.max(first.revision, ...results.map((r) => (r.status === 'fulfilled' ? r.value.revision : 0)));
   await ctx.cache.waitFor(revision, signal);

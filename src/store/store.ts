@@ -93,6 +93,15 @@ export interface StoreStatus {
   members: StoreMember[];
 }
 
+/** Options of Store.commit. */
+export interface CommitOptions {
+  /**
+   * A write no one waits for interactively (controllers, status reports): a store that queues writes lets interactive
+   * ones (API requests) go first. Default false.
+   */
+  background?: boolean;
+}
+
 export interface Store {
   /**
    * Most ops one commit may hold (etcd refuses larger transactions: its --max-txn-ops defaults to 128). Writers
@@ -102,7 +111,7 @@ export interface Store {
   get<K extends Kind>(kind: K, id: string): Promise<ObjectOfKind<K> | undefined>;
   list<K extends Kind>(kind: K): Promise<ListResult<K>>;
   /** Applies all ops atomically or none; throws ShoalError conflict/already_exists/not_found naming the object. */
-  commit(ops: Op[]): Promise<CommitResult>;
+  commit(ops: Op[], opts?: CommitOptions): Promise<CommitResult>;
   /**
    * Events from `fromRevision`, in revision order, batched per transaction. If that revision has been
    * compacted away the iterator throws ShoalError('failed_precondition') and the caller must re-list.

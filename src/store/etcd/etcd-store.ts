@@ -16,6 +16,7 @@ import type { Clock } from '../../lib/clock.js';
 import { isoNow, systemClock } from '../../lib/clock.js';
 import type {
   CampaignOptions,
+  CommitOptions,
   CommitResult,
   ListResult,
   Op,
@@ -134,7 +135,8 @@ export class EtcdStore implements Store {
     return Number(res.header.revision);
   }
 
-  async commit(ops: Op[]): Promise<CommitResult> {
+  /** Every write goes to etcd at once (it pipelines them), so there is no queue to order by priority. */
+  async commit(ops: Op[], _opts?: CommitOptions): Promise<CommitResult> {
     // A term's store says its term ended even when the store's closing ended it.
     if (this.fence?.ended.aborted) throw this.fence.endedError();
     this.conn.assertOpen();

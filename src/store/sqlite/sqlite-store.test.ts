@@ -287,6 +287,21 @@ describe('SqliteStore', () => {
     assert.throws(() => SqliteStore.open(path, { keepRevisions: 0 }), isCode('invalid_argument'));
   });
 
+  it('writes an interactive commit before background commits queued ahead of it', async () => {
+    const { store, cleanup } = await sqliteFixture();
+    try {
+      const batch = (b: number): Op[] => Array.from({ length: 1500 }, (_, i) => createNode(`bg${b}-${i}`));
+      const background = Array.from({ length: 6 }, (_, b) => store.commit(batch(b), { background: true }));
+      const interactive = store.commit([createNode('api')]);
+      const revisions = (await Promise.all(background)).map((r) => r.revision);
+      const first = (await interactive).revision;
+      assert.ok(revisions.every((r) => r > first), `interactive at ${first}, background at ${revisions.join(',')}`);
+      assert.deepEqual(revisions, [...revisions].sort((a, b) => a - b), 'background commits keep their order');
+    } finally {
+      await cleanup();
+    }
+  });
+
   it('creates missing parent directories, and refuses :memory: (its writer thread needs a file)', async () => {
     const path = join(dirname(await tempPath()), 'nested', 'deeper', 'store.db');
     const store = SqliteStore.open(path);

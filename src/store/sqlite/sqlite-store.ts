@@ -26,6 +26,7 @@ import type { Clock } from '../../lib/clock.js';
 import { isoNow, systemClock } from '../../lib/clock.js';
 import type {
   CampaignOptions,
+  CommitOptions,
   CommitResult,
   ListResult,
   Op,
@@ -64,6 +65,11 @@ const DEFAULT_KEEP_REVISIONS = 10_000;
 const WATCH_BUFFER_CHARS = 64 * 1024 * 1024;
 /** Ops one group of commits (one transaction, one fsync) holds at most, past its first commit. */
 const GROUP_OPS = 2000;
+/**
+ * Groups sent to the writer before the first is answered: two keep it busy while this thread handles an answer, and no
+ * more, so a commit made meanwhile (an interactive one goes first) waits for at most two groups.
+ */
+const GROUPS_IN_FLIGHT = 2;
 /** How many log rows a lagging watcher reads per query. */
 const LOG_CHUNK_ROWS = 64;
 
@@ -137,10 +143,12 @@ export class SqliteStore implements Store {
   private readonly outstanding = new Map<number, Outstanding>();
   private seq = 0;
   private broken: ShoalError | undefined;
-  /** Commits waiting for the next group; a flush is scheduled; the groups being written. */
-  private pending: Pending[] = [];
+  /** Commits waiting for a group (interactive ones, then background ones); a flush is scheduled; groups being written. */
+  private readonly pending = { interactive: [] as Pending[], background: [] as Pending[] };
   private flushScheduled = false;
-  private writing: Promise<void> | undefined;
+  private inFlight = 0;
+  /** Resolved when the last group in flight is answered (close waits for it). */
+  private idle: (() => void) | undefined;
   /** Reads a kind's rows and the revision in one snapshot. */
   private readonly listTxn: (kind: string) => { rows: string[]; revision: number };
 
@@ -275,18 +283,18 @@ export class SqliteStore implements Store {
     return this.stmt.revision.get() ?? 0;
   }
 
-  commit(ops: Op[]): Promise<CommitResult> {
-    return this.enqueue(ops, undefined);
+  commit(ops: Op[], opts?: CommitOptions): Promise<CommitResult> {
+    return this.enqueue(ops, undefined, opts);
   }
 
-  /** Queues a commit for the next group; `fence` is checked when the group goes to the writer. */
-  enqueue(ops: Op[], fence: (() => void) | undefined): Promise<CommitResult> {
+  /** Queues a commit for a group; `fence` is checked when its group goes to the writer. */
+  enqueue(ops: Op[], fence: (() => void) | undefined, opts?: CommitOptions): Promise<CommitResult> {
     return new Promise((resolve, reject) => {
       this.assertOpen();
       validateOps(ops);
-      this.pending.push({ ops, fence, resolve, reject });
-      // While groups are being written, commits gather for the next one (started when those are done).
-      if (this.flushScheduled || this.writing !== undefined) return;
+      (opts?.background ? this.pending.background : this.pending.interactive).push({ ops, fence, resolve, reject });
+      // Commits made in one turn of the event loop (or while the writer is busy) gather into one group.
+      if (this.flushScheduled || this.inFlight >= GROUPS_IN_FLIGHT) return;
       this.flushScheduled = true;
       setImmediate(() => {
         this.flushScheduled = false;
@@ -295,45 +303,48 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** Sends every queued commit to the writer, in groups; when they are written, sends what queued meanwhile. */
-  private flush(): void {
-    if (this.writing !== undefined || this.pending.length === 0) return;
-    const queued = this.pending.splice(0);
-    this.writing = this.write(queued).finally(() => {
-      this.writing = undefined;
-      this.flush();
-    });
+  private get queued(): number {
+    return this.pending.interactive.length + this.pending.background.length;
   }
 
-  private async write(queued: Pending[]): Promise<void> {
-    const groups: { commits: Pending[]; wire: WireCommit[] }[] = [];
-    let ops = GROUP_OPS;
-    for (const p of queued) {
-      let wire: WireCommit;
-      try {
-        p.fence?.();
-        wire = { now: isoNow(this.clock), ops: p.ops.map(toWire) };
-      } catch (e) {
-        p.reject(e);
-        continue;
-      }
-      if (ops + p.ops.length > GROUP_OPS) groups.push({ commits: [], wire: [] });
-      const g = groups[groups.length - 1] as (typeof groups)[number];
-      ops = g.commits.length === 0 ? p.ops.length : ops + p.ops.length;
-      g.commits.push(p);
-      g.wire.push(wire);
-    }
-    // The writer answers in order, so batches are published in revision order.
-    await Promise.all(
-      groups.map(async (g) => {
-        try {
-          const reply = await this.request({ type: 'group', commits: g.wire });
-          (reply.outcomes ?? []).forEach((o, i) => this.settle(g.commits[i] as Pending, o));
-        } catch (e) {
-          for (const p of g.commits) p.reject(e);
+  /** Sends groups to the writer, interactive commits first, while fewer than GROUPS_IN_FLIGHT are being written. */
+  private flush(): void {
+    while (this.inFlight < GROUPS_IN_FLIGHT && this.queued > 0) {
+      const commits: Pending[] = [];
+      const wire: WireCommit[] = [];
+      let ops = 0;
+      for (const queue of [this.pending.interactive, this.pending.background]) {
+        while (queue.length > 0 && (commits.length === 0 || ops + (queue[0] as Pending).ops.length <= GROUP_OPS)) {
+          const p = queue.shift() as Pending;
+          try {
+            p.fence?.();
+            wire.push({ now: isoNow(this.clock), ops: p.ops.map(toWire) });
+          } catch (e) {
+            p.reject(e);
+            continue;
+          }
+          commits.push(p);
+          ops += p.ops.length;
         }
-      }),
-    );
+      }
+      if (commits.length === 0) continue;
+      this.inFlight++;
+      void this.write(commits, wire).finally(() => {
+        this.inFlight--;
+        if (this.inFlight === 0) this.idle?.();
+        this.flush();
+      });
+    }
+  }
+
+  /** Writes one group; the writer answers in order, so batches are published in revision order. */
+  private async write(commits: Pending[], wire: WireCommit[]): Promise<void> {
+    try {
+      const reply = await this.request({ type: 'group', commits: wire });
+      (reply.outcomes ?? []).forEach((o, i) => this.settle(commits[i] as Pending, o));
+    } catch (e) {
+      for (const p of commits) p.reject(e);
+    }
   }
 
   private settle(p: Pending, o: WireOutcome): void {
@@ -483,10 +494,12 @@ export class SqliteStore implements Store {
     if (this.closed) return;
     this.closed = true;
     // Commits already made are written, as they would have been without grouping.
-    while (this.writing !== undefined || this.pending.length > 0) {
+    for (;;) {
       this.flush();
-      await this.writing;
+      if (this.inFlight === 0) break;
+      await new Promise<void>((resolve) => (this.idle = resolve));
     }
+    this.idle = undefined;
     if (!this.broken) await this.request({ type: 'close' }).catch(() => undefined);
     await this.writer.terminate();
     if (this.term !== undefined) {
@@ -655,13 +668,14 @@ class FencedStore implements Store {
   list<K extends Kind>(kind: K): Promise<ListResult<K>> {
     return this.inner.list(kind);
   }
-  commit(ops: Op[]): Promise<CommitResult> {
+  commit(ops: Op[], opts?: CommitOptions): Promise<CommitResult> {
     // Checked when the commit is written (in its group), not only when it is made.
-    return this.inner.enqueue(ops, () => {
+    const fence = (): void => {
       if (this.ended.aborted) {
         throw new ShoalError('failed_precondition', `'${this.candidate}' no longer leads: its term ended, nothing was written`);
       }
-    });
+    };
+    return this.inner.enqueue(ops, fence, opts);
   }
   watch(opts: WatchOptions): AsyncIterable<WatchEvent[]> {
     return this.inner.watch(opts);
