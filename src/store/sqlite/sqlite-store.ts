@@ -64,7 +64,7 @@ const DEFAULT_KEEP_REVISIONS = 10_000;
 /** Per-watcher cap on buffered live batches (by JSON length); past it the watcher reads the log table. */
 const WATCH_BUFFER_CHARS = 64 * 1024 * 1024;
 /** Ops one group of commits (one transaction, one fsync) holds at most, past its first commit. */
-const GROUP_OPS = 2000;
+const GROUP_OPS = 500;
 /**
  * Groups sent to the writer before the first is answered: two keep it busy while this thread handles an answer, and no
  * more, so a commit made meanwhile (an interactive one goes first) waits for at most two groups.
