@@ -85,6 +85,8 @@ describe('API', () => {
       { body: { name: 'a', task: { container: { image: TEST_IMAGE }, restartPolicy: { condition: 'sometimes' } } }, field: 'task.restartPolicy.condition', reason: /none|on-failure|any/ },
       { body: { name: 'a', task: { container: { image: TEST_IMAGE }, resources: { limits: { memoryBytes: 1024 } } } }, field: 'task.resources.limits.memoryBytes', reason: /at least 6MiB/ },
       { body: 'not an object', field: '(root)', reason: /object/i },
+      // Only a template deploy marks a service as the template's (which lets provisioners scale and remove it).
+      { body: { name: 'a', labels: { 'shoal.template': 'web' }, task: { container: { image: TEST_IMAGE } } }, field: 'labels', reason: /template deploy/ },
     ];
     for (const c of cases) {
       const r = await post(c.body);

@@ -6,7 +6,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { ShoalError, invalid, notFound, projectOf, taskTemplateChanged, type Cluster, type Node, type Service, type ServiceSpec, type StoredObject, type Task } from '../core/index.js';
+import { ShoalError, TEMPLATE_LABEL, invalid, notFound, projectOf, taskTemplateChanged, type Cluster, type Node, type Service, type ServiceSpec, type StoredObject, type Task } from '../core/index.js';
 import type { Clock } from '../lib/clock.js';
 import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
@@ -87,6 +87,16 @@ export interface ApiDeps {
   /** The shared store's URL, handed to managers that join (absent: the embedded store, which cannot be shared). */
   storeUrl?: string;
 }
+
+/**
+ * The template label says which template a service was deployed from, which lets a provisioner scale and remove it:
+ * only `template deploy` sets it, so a raw create or update may not set or change it.
+ */
+const keepTemplateLabel = (spec: ServiceSpec, old?: ServiceSpec): void => {
+  if (spec.labels[TEMPLATE_LABEL] !== old?.labels[TEMPLATE_LABEL]) {
+    throw invalid('labels', `label '${TEMPLATE_LABEL}' is set by 'template deploy' only; a service spec may not ${old ? 'change' : 'set'} it`);
+  }
+};
 
 export class Api {
   private readonly router = new Router();
@@ -319,6 +329,7 @@ export class Api {
     c.audit.target = `service/${spec.name}`;
     this.requirePermission(c, 'service.create', projectOf(spec));
     c.audit.project = projectOf(spec);
+    keepTemplateLabel(spec);
     this.admission.check(c, 'create', spec);
     const service = await this.retryOnConflict(async () => {
       if (this.deps.cache.list('service').some((s) => s.spec.name === spec.name)) {
@@ -370,6 +381,7 @@ export class Api {
       if ('global' in spec.mode !== 'global' in s.spec.mode) throw invalid('spec.mode', 'a service cannot change between replicated and global; remove it and create it again');
       // Moving a service to another project needs the right to update services there too.
       if (projectOf(spec) !== projectOf(s.spec)) this.requirePermission(c, 'service.update', projectOf(spec));
+      keepTemplateLabel(spec, s.spec);
       this.admission.check(c, 'update', spec, s.spec);
       const next: Service = taskTemplateChanged(s.spec, spec)
         ? { ...s, spec, previousSpec: s.spec, updateStatus: { state: 'updating', startedAt: isoNow(this.deps.clock), message: 'update in progress' } }
