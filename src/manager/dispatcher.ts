@@ -65,8 +65,11 @@ interface Session {
   logs: Map<string, LogStream>;
   /** Status batches are applied one after another, in the order the node sent them. */
   chain: Promise<void>;
-  /** The node's set as last sent (task objects), so a change is sent as an update of what changed. */
-  sent: Map<string, Task>;
+  /**
+   * The node's set as last sent (task id → version), so a change is sent as an update of what changed. Versions, not
+   * the task objects: those would keep every task's replaced version (and its JSON) alive until the next full resend.
+   */
+  sent: Map<string, number>;
 }
 
 /** A pull-based queue of log lines fed by logs-data messages. */
@@ -411,7 +414,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
   private sendAssignments(s: Session): void {
     if (s.ws.readyState !== s.ws.OPEN) return;
     const tasks = this.opts.cache.tasksOfNode(s.nodeId).filter(assignedTo);
-    s.sent = new Map(tasks.map((t) => [t.id, t]));
+    s.sent = new Map(tasks.map((t) => [t.id, t.meta.version]));
     // An AssignmentsMessage, spliced: {"type":"assignments","tasks":[…]}.
     s.ws.send(`{"type":"assignments","tasks":[${tasks.map(assignedJsonOf).join(',')}]}`);
   }
@@ -427,8 +430,8 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     for (const id of ids) {
       const t = this.opts.cache.get('task', id);
       if (t && t.nodeId === s.nodeId && assignedTo(t)) {
-        if (s.sent.get(id) === t) continue;
-        s.sent.set(id, t);
+        if (s.sent.get(id) === t.meta.version) continue;
+        s.sent.set(id, t.meta.version);
         tasks.push(assignedJsonOf(t));
       } else if (s.sent.delete(id)) {
         removed.push(id);
