@@ -224,7 +224,7 @@ export class SqliteStore implements Store {
     this.listTxn = (kind) => read.deferred(kind);
   }
 
-  /** Opens (creating if needed) the store at `path`; ':memory:' gives a private in-memory store. */
+  /** Opens (creating if needed) the store at the file `path`, and starts its writer thread. */
   static open(path: string, opts: SqliteStoreOptions = {}): SqliteStore {
     const keep = opts.keepRevisions ?? DEFAULT_KEEP_REVISIONS;
     if (!Number.isSafeInteger(keep) || keep < 1) {
@@ -236,7 +236,7 @@ export class SqliteStore implements Store {
     }
     let db: Database.Database | undefined;
     try {
-      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      mkdirSync(dirname(path), { recursive: true });
       db = new Database(path);
       db.pragma(`busy_timeout = ${busyTimeout(opts)}`);
       // A new file gets 16 KiB pages (an existing one keeps its own): objects of 1-2 KB written by the thousand fit
