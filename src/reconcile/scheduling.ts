@@ -151,6 +151,8 @@ export class SchedulingLoop implements Placer {
 
   /** A task changed in the cache: its load moves from what was there (or was placed in flight) to what is now. */
   private follow(t: Task, prev: Task | undefined, deleted: boolean): void {
+    // An event the cache skipped (older than what it holds, during a catch-up replay) changes nothing.
+    if (!deleted && this.ctx.cache.get('task', t.id) !== t) return;
     const held = this.inFlight.get(t.id);
     if (held) {
       this.inFlight.delete(t.id);
