@@ -3,7 +3,7 @@
 // instead of two. Node loads are kept task by task from the cache, plus the placements made but not yet seen there.
 
 import { isTerminal, type Node, type Task } from '../core/index.js';
-import { NodeLoads, schedule } from '../scheduler/index.js';
+import { NodeLoads, schedule, type Plan } from '../scheduler/index.js';
 import type { Op } from '../store/store.js';
 import { commitAndWait, type ControllerContext } from './context.js';
 import { isLive } from './service-plan.js';
@@ -115,23 +115,33 @@ export class SchedulingLoop implements Placer {
   place(tasks: Task[]): Task[] {
     const want = tasks.filter(wantsNode);
     if (!this.following || want.length === 0) return tasks;
+    const { placed } = this.placeBatch(want);
+    this.stats.placed += placed.size;
+    for (let i = 0; i < placed.size; i++) this.opts.onAssigned?.(0);
+    return tasks.map((t) => placed.get(t.id) ?? t);
+  }
+
+  /**
+   * Runs the scheduler over `pending` with the current node loads, and reserves each placement made: the caller writes
+   * them (`placed`, by task id) or hands them back with release().
+   */
+  private placeBatch(pending: Task[]): { placed: Map<string, Task>; unplaced: Plan['unplaced'] } {
     const nodes = this.ctx.cache.list('node');
     const started = performance.now();
-    const plan = schedule({ nodes, loads: this.loads.view, pending: want });
+    const plan = schedule({ nodes, loads: this.loads.view, pending });
     this.recordLatency(performance.now() - started);
-    const to = new Map(plan.assignments.map((a) => [a.taskId, a.nodeId]));
-    const byId = new Map(nodes.map((n) => [n.id, n]));
     const iso = new Date(this.ctx.clock.now()).toISOString();
-    const out = tasks.map((t) => {
-      const nodeId = to.get(t.id);
-      if (nodeId === undefined) return t;
-      const placed = assigned(t, byId.get(nodeId), nodeId, iso);
-      this.reserve(placed);
-      return placed;
-    });
-    this.stats.placed += plan.assignments.length;
-    for (let i = 0; i < plan.assignments.length; i++) this.opts.onAssigned?.(0);
-    return out;
+    const taskById = new Map(pending.map((t) => [t.id, t]));
+    const nodeById = new Map(nodes.map((n) => [n.id, n]));
+    const placed = new Map<string, Task>();
+    for (const a of plan.assignments) {
+      const t = taskById.get(a.taskId);
+      if (!t) continue;
+      const p = assigned(t, nodeById.get(a.nodeId), a.nodeId, iso);
+      this.reserve(p);
+      placed.set(p.id, p);
+    }
+    return { placed, unplaced: plan.unplaced };
   }
 
   release(tasks: Task[]): void {
@@ -168,7 +178,7 @@ export class SchedulingLoop implements Placer {
   }
 
   private async pass(signal: AbortSignal): Promise<void> {
-    const { cache, clock } = this.ctx;
+    const { cache } = this.ctx;
     const pending: Task[] = [];
     for (const id of this.pending) {
       const t = cache.get('task', id);
@@ -177,25 +187,10 @@ export class SchedulingLoop implements Placer {
     }
     if (pending.length === 0) return;
     pending.sort((a, b) => a.meta.createdAt.localeCompare(b.meta.createdAt) || a.slot - b.slot);
-    const nodes = cache.list('node');
-    const started = performance.now();
-    const plan = schedule({ nodes, loads: this.loads.view, pending });
-    this.recordLatency(performance.now() - started);
-
-    const iso = new Date(clock.now()).toISOString();
+    const { placed, unplaced } = this.placeBatch(pending);
     const byId = new Map(pending.map((t) => [t.id, t]));
-    const nodeById = new Map(nodes.map((n) => [n.id, n]));
-    const ops: Op[] = [];
-    const reserved: Task[] = [];
-    for (const a of plan.assignments) {
-      const t = byId.get(a.taskId);
-      if (!t) continue;
-      const placed = assigned(t, nodeById.get(a.nodeId), a.nodeId, iso);
-      this.reserve(placed);
-      reserved.push(placed);
-      ops.push({ op: 'update', object: placed });
-    }
-    for (const u of plan.unplaced) {
+    const ops: Op[] = [...placed.values()].map((object): Op => ({ op: 'update', object }));
+    for (const u of unplaced) {
       const t = byId.get(u.taskId);
       if (!t || t.schedulingMessage === u.reason) continue;
       ops.push({ op: 'update', object: { ...t, schedulingMessage: u.reason, status: { ...t.status, message: u.reason } } });
@@ -204,11 +199,11 @@ export class SchedulingLoop implements Placer {
     try {
       await commitAndWait(this.ctx, ops, signal);
     } catch (e) {
-      this.release(reserved);
+      this.release([...placed.values()]);
       throw e;
     }
-    this.observeWaits(plan.assignments.map((a) => byId.get(a.taskId)));
-    this.stats.placed += plan.assignments.length;
+    this.observeWaits([...placed.keys()].map((id) => byId.get(id)));
+    this.stats.placed += placed.size;
     this.stats.batches++;
   }
 

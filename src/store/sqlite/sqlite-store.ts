@@ -36,7 +36,7 @@ import type {
   WatchEvent,
   WatchOptions,
 } from '../store.js';
-import type { WireCommit, WireError, WireOp, WireOutcome, WriterCommand, WriterConfig, WriterReply, WriterRequest } from './sqlite-writer.js';
+import { describeOp, type WireCommit, type WireError, type WireOp, type WireOutcome, type WriterCommand, type WriterConfig, type WriterReply, type WriterRequest } from './sqlite-writer.js';
 
 export interface SqliteStoreOptions {
   /** Source of meta.createdAt / meta.updatedAt. */
@@ -104,7 +104,6 @@ interface ChangeRow {
 
 const SYNC_NAMES = ['OFF', 'NORMAL', 'FULL', 'EXTRA'] as const;
 
-const describeOp = (kind: string, id: string): string => `${kind} '${id}'`;
 
 /** A request to the writer waiting for its answer. */
 interface Outstanding {

@@ -43,10 +43,10 @@ export interface WireError {
 export type WriterReply = { seq: number; outcomes?: WireOutcome[]; error?: WireError };
 
 /** A WatchEvent as JSON, spliced from already-serialized objects to avoid a parse/stringify round trip. */
-export const eventJson = (revision: number, type: 'put' | 'delete', kind: string, id: string, object: string): string =>
+const eventJson = (revision: number, type: 'put' | 'delete', kind: string, id: string, object: string): string =>
   `{"revision":${revision},"type":"${type}","kind":${JSON.stringify(kind)},"id":${JSON.stringify(id)},"object":${object}}`;
 
-const describeOp = (kind: string, id: string): string => `${kind} '${id}'`;
+export const describeOp = (kind: string, id: string): string => `${kind} '${id}'`;
 
 const conflict = (what: 'update' | 'delete', kind: string, id: string, expected: number, actual: number): ShoalError =>
   new ShoalError(
@@ -58,7 +58,7 @@ const conflict = (what: 'update' | 'delete', kind: string, id: string, expected:
 const withMeta = (body: string, version: number, createdAt: string, updatedAt: string): string =>
   `${body.slice(0, -1)}${body.length > 2 ? ',' : ''}"meta":{"version":${version},"createdAt":"${createdAt}","updatedAt":"${updatedAt}"}}`;
 
-export const toWireError = (e: unknown): WireError =>
+const toWireError = (e: unknown): WireError =>
   e instanceof ShoalError ? { code: e.code, message: e.message } : { code: undefined, message: e instanceof Error ? e.message : String(e) };
 
 /** The write connection and its statements. */
