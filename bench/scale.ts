@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { ApiError, ShoalClient } from '../src/cli/client.js';
 import { initDataDir, readDataDir, readNodeTls } from '../src/manager/data-dir.js';
 import { startEtcd, type EtcdCluster } from '../test/etcd.js';
-import { freePort } from '../test/helpers.js';
+import { freePort, httpsRequest } from '../test/helpers.js';
 import type { ServiceSpecInput } from '../src/protocol/index.js';
 import type { NodesReply, NodesRequest } from './scale-nodes.js';
 
@@ -129,10 +129,55 @@ const sampler = (fn: () => Promise<unknown>, stop: { done: boolean }): Promise<L
     return summarize(ms, errors);
   })();
 
+// ------------------------------------------------------------------ the manager's own probes (/metrics)
+
+/** Every sample of a Prometheus text exposition, by its series (`name{labels}`). */
+const parseMetrics = (text: string): Map<string, number> =>
+  new Map(
+    text
+      .split('\n')
+      .filter((l) => l !== '' && !l.startsWith('#'))
+      .map((l) => [l.slice(0, l.lastIndexOf(' ')), Number(l.slice(l.lastIndexOf(' ') + 1))] as const),
+  );
+
+/** What a histogram series gained between two scrapes: count, sum, how many exceeded `over` seconds, and the bucket holding p99. */
+const histogramDelta = (a: Map<string, number>, b: Map<string, number>, name: string, labels: string, over: number): { count: number; seconds: number; over: number; p99AtMostSeconds: number } => {
+  const at = (series: string): number => (b.get(series) ?? 0) - (a.get(series) ?? 0);
+  const sep = labels === '' ? '' : ',';
+  const count = at(`${name}_count${labels === '' ? '' : `{${labels}}`}`);
+  const bound = (le: number): number => at(`${name}_bucket{${labels}${sep}le="${le}"}`);
+  const bounds = [...b.keys()]
+    .filter((k) => k.startsWith(`${name}_bucket{${labels}${sep}le="`) && !k.includes('+Inf'))
+    .map((k) => Number(/le="([^"]+)"/.exec(k)?.[1]))
+    .sort((x, y) => x - y);
+  const p99 = bounds.find((le) => bound(le) >= 0.99 * count) ?? Infinity;
+  return { count, seconds: round(at(`${name}_sum${labels === '' ? '' : `{${labels}}`}`)), over: count - bound(over), p99AtMostSeconds: p99 };
+};
+
+/**
+ * The manager's event-loop delay and GC pauses between two scrapes: what every API answer waited behind. `over50ms`
+ * counts probes (every 20 ms) that ran more than 50 ms late, and pauses longer than 50 ms.
+ */
+const stalls = (before: string, after: string): Record<string, unknown> => {
+  const [a, b] = [parseMetrics(before), parseMetrics(after)];
+  const loop = histogramDelta(a, b, 'shoal_event_loop_delay_seconds', '', 0.05);
+  const gc = Object.fromEntries(
+    ['major', 'minor', 'incremental', 'weakcb'].map((kind) => {
+      const d = histogramDelta(a, b, 'shoal_gc_pause_seconds', `kind="${kind}"`, 0.05);
+      return [kind, { pauses: d.count, seconds: d.seconds, over50ms: d.over }];
+    }),
+  );
+  return { eventLoopDelay: { probes: loop.count, over50ms: loop.over, p99AtMostSeconds: loop.p99AtMostSeconds }, gc };
+};
+
 // ------------------------------------------------------------------ the processes
 
 /** The manager: a daemon of its own on a data dir of its own (its node drained: the hollow nodes run every task). */
-const startManager = async (dir: string, store: 'sqlite' | 'etcd', etcd: EtcdCluster | undefined): Promise<{ child: ChildProcess; client: ShoalClient; nodeId: string }> => {
+const startManager = async (
+  dir: string,
+  store: 'sqlite' | 'etcd',
+  etcd: EtcdCluster | undefined,
+): Promise<{ child: ChildProcess; client: ShoalClient; nodeId: string; scrape: () => Promise<string> }> => {
   const addr = `127.0.0.1:${await freePort()}`;
   await initDataDir(dir, { listenAddr: addr, runtime: 'sim', ...(store === 'etcd' && etcd ? { store: { url: etcd.url } } : {}) });
   const dd = readDataDir(dir);
@@ -144,7 +189,12 @@ const startManager = async (dir: string, store: 'sqlite' | 'etcd', etcd: EtcdClu
   const client = new ShoalClient({ hosts: [addr], token: dd.credentials.adminToken, ca: readNodeTls(dir).ca });
   await until('the manager ready', async () => ((await client.listNodes()).some((n) => n.id === dd.config.nodeId && n.status === 'ready') ? true : undefined));
   await client.updateNode(dd.config.nodeId, { availability: 'drain' });
-  return { child, client, nodeId: dd.config.nodeId };
+  const scrape = async (): Promise<string> => {
+    const res = await httpsRequest(addr, '/metrics', { ca: readNodeTls(dir).ca, headers: { authorization: `Bearer ${dd.credentials.adminToken}` } });
+    if (res.status !== 200) throw new Error(`GET /metrics answered ${res.status}`);
+    return String(res.json);
+  };
+  return { child, client, nodeId: dd.config.nodeId, scrape };
 };
 
 /** The hollow nodes' process, with a request/reply channel. */
@@ -193,6 +243,8 @@ interface RunResult {
   api: { idle: Record<string, Latency>; converging: Record<string, Latency> };
   processes: Record<string, { peakRssMiB: number; convergeCpu: { cpuSeconds: number; avgCores: number } }>;
   failover: { killedNodes: number; tasksToMove: number; downSeconds: number; seconds: number };
+  /** The manager's event-loop delay and GC pauses while converging and during failover. */
+  stalls: { converging: Record<string, unknown>; failover: Record<string, unknown> };
   /** [seconds since the first create, tasks running (manager's view)]. */
   series: [number, number][];
   killAtSeconds: number;
@@ -259,6 +311,7 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
     const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, procFigures(pid)]));
     const series: [number, number][] = [];
     const stop = { done: false };
+    const scrapeBefore = await manager.scrape();
     const t0 = performance.now();
     const api = sampleApi(client, stop, series, t0);
     process.stderr.write(`[${store}] creating ${SERVICES} services, ${TASKS} tasks…\n`);
@@ -278,12 +331,14 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
     const convergeSeconds = (performance.now() - t0) / 1000;
     stop.done = true;
     const convergingApi = await api;
+    const convergingStalls = stalls(scrapeBefore, await manager.scrape());
     const after = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, procFigures(pid)]));
     const firstRunning = series.find(([, n]) => n > 0)?.[0] ?? 0;
     process.stderr.write(`[${store}] ${TASKS} running after ${convergeSeconds.toFixed(1)}s; killing ${KILL} nodes…\n`);
 
     // Failover: KILL nodes crash at once; done when the live nodes run all T again and the manager says so.
     await sleep(2000);
+    const scrapeKill = await manager.scrape();
     const tKill = performance.now();
     const killed = (await nodes.ask({ type: 'kill', count: KILL })) as NodesReply & { type: 'killed' };
     const gone = new Set(killed.nodeIds);
@@ -299,6 +354,7 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
     const failoverSeconds = (performance.now() - tKill) / 1000;
     failStop.done = true;
     await failSeries;
+    const failoverStalls = stalls(scrapeKill, await manager.scrape());
 
     return {
       store,
@@ -314,6 +370,7 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
           .map(([k]) => [k, { peakRssMiB: round(procFigures(pids[k as keyof typeof pids]).peakRssMiB, 0), convergeCpu: cpuBetween(before[k] as ProcFigures, after[k] as ProcFigures, convergeSeconds) }]),
       ),
       failover: { killedNodes: KILL, tasksToMove: TASKS - left, downSeconds: round((downAt - tKill) / 1000), seconds: round(failoverSeconds) },
+      stalls: { converging: convergingStalls, failover: failoverStalls },
       series,
       killAtSeconds: round((tKill - t0) / 1000),
     };

@@ -175,7 +175,7 @@ describe('observability (exec runtime)', () => {
     const res = await httpsRequest(address, '/metrics', { ca: node.tls.ca, headers: { authorization: `Bearer ${token}` } });
     assert.equal(res.status, 200);
     const text = String(res.json);
-    for (const family of ['shoal_nodes', 'shoal_tasks', 'shoal_services', 'shoal_leader', 'shoal_reconcile_queue_depth', 'shoal_scheduling_latency_seconds', 'shoal_api_request_duration_seconds']) {
+    for (const family of ['shoal_nodes', 'shoal_tasks', 'shoal_services', 'shoal_leader', 'shoal_reconcile_queue_depth', 'shoal_scheduling_latency_seconds', 'shoal_api_request_duration_seconds', 'shoal_event_loop_delay_seconds', 'shoal_gc_pause_seconds', 'process_resident_memory_bytes', 'process_cpu_seconds_total']) {
       assert.match(text, new RegExp(`^# TYPE ${family} (gauge|histogram)$`, 'm'), `family ${family}`);
     }
     // The only service now: every running task is one of its two.
@@ -195,6 +195,12 @@ describe('observability (exec runtime)', () => {
     assert.ok((sample(text, 'shoal_api_request_duration_seconds_count{method="GET",route="/v1/services",code="200"}') ?? 0) >= 1);
     assert.ok((sample(text, 'shoal_api_request_duration_seconds_count{method="GET",route="/metrics",code="401"}') ?? 0) >= 2, 'refused scrapes are counted by route');
     assert.doesNotMatch(text, /route="\/v1\/services\/metered/, 'routes are patterns, not paths');
+    // The process probes: the event loop was probed while the services converged, and the process holds memory and CPU time.
+    const probes = sample(text, 'shoal_event_loop_delay_seconds_count') ?? 0;
+    assert.ok(probes >= 10, `event-loop probes: ${probes}`);
+    assert.equal(sample(text, 'shoal_event_loop_delay_seconds_bucket{le="+Inf"}'), probes);
+    assert.ok((sample(text, 'process_resident_memory_bytes') ?? 0) > 10 * 2 ** 20, 'resident memory');
+    assert.ok((sample(text, 'process_cpu_seconds_total') ?? 0) > 0, 'CPU time');
   });
 
   it('shows logs since a time, of one task by id, and with --timestamps', async () => {

@@ -7,6 +7,7 @@
 import { TASK_STATES, type NodeStatusState } from '../core/index.js';
 import type { Cache } from '../store/cache.js';
 import { Registry, type Histogram, type Sample } from './metrics.js';
+import { registerProcessMetrics } from './process-metrics.js';
 
 /** Every node status, so each appears (at 0 when no node has it) and a series never vanishes. */
 const NODE_STATUSES = ['unknown', 'ready', 'down', 'disconnected'] as const satisfies readonly NodeStatusState[];
@@ -20,6 +21,8 @@ export interface MetricsSources {
   leading: () => boolean;
   /** Keys waiting in the service controller's work queue (0 while not leading). */
   queueDepth: () => number;
+  /** Stops the process probes (event-loop delay, GC pauses) when the manager closes. */
+  signal: AbortSignal;
 }
 
 /** Counts of `values` in `items`, one sample per value (zeros included), labelled `label`. */
@@ -54,6 +57,7 @@ export class ShoalMetrics {
       buckets: LATENCY_BUCKETS,
       labelNames: ['method', 'route', 'code'],
     });
+    registerProcessMetrics(r, src.signal);
   }
 
   observeRequest(method: string, route: string, code: number, seconds: number): void {

@@ -109,7 +109,7 @@ export const startManager = async (opts: ManagerOptions): Promise<Manager> => {
     const tls = readNodeTls(opts.dataDir);
     const managers = new Managers(cache);
     const ca = readCa(opts.dataDir);
-    const metrics = new ShoalMetrics({ cache, leading: () => managers.dispatcher !== undefined, queueDepth: () => managers.services?.queue.depth ?? 0 });
+    const metrics = new ShoalMetrics({ cache, leading: () => managers.dispatcher !== undefined, queueDepth: () => managers.services?.queue.depth ?? 0, signal: ctl.signal });
     // Log streams are relayed over the sessions, which only the leader holds (the API refuses them elsewhere).
     const logs: LogSource = {
       taskLogs: (task, o) => {
