@@ -182,7 +182,8 @@ const startManager = async (
   await initDataDir(dir, { listenAddr: addr, runtime: 'sim', ...(store === 'etcd' && etcd ? { store: { url: etcd.url } } : {}) });
   const dd = readDataDir(dir);
   if (!dd) throw new Error('initDataDir wrote nothing');
-  const log = openSync(join(dir, 'shoal.log'), 'a');
+  // The manager's log stays with the figures (the data dir is removed at the end).
+  const log = openSync(join(OUT, `manager-${store}.log`), 'a');
   const prof = values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${join(OUT, `prof-${store}`)}`] : [];
   const child = spawn(process.execPath, [...prof, CLI, 'daemon', '--data-dir', dir], { stdio: ['ignore', log, log] });
   closeSync(log);

@@ -287,6 +287,47 @@ describe('SqliteStore', () => {
     assert.throws(() => SqliteStore.open(path, { keepRevisions: 0 }), isCode('invalid_argument'));
   });
 
+  it('migrates a file of schema 1 (objects keyed by kind and id): same objects, revision and change log, and writes on', async () => {
+    const path = await tempPath();
+    const v1 = new Database(path);
+    const node = (id: string, version: number): string => JSON.stringify({ ...sampleNode(id), meta: { version, createdAt: '2026-01-01T00:00:00.000Z', updatedAt: '2026-01-01T00:00:00.000Z' } });
+    v1.exec(`
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE objects (kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, created_at TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID;
+      CREATE TABLE changes (revision INTEGER PRIMARY KEY, kinds TEXT NOT NULL, events TEXT NOT NULL);
+      INSERT INTO meta (key, value) VALUES ('schema', 1), ('revision', 2);
+    `);
+    const put = v1.prepare(`INSERT INTO objects (kind, id, version, created_at, data) VALUES ('node', ?, ?, '2026-01-01T00:00:00.000Z', ?)`);
+    put.run('b', 1, node('b', 1));
+    put.run('a', 2, node('a', 2));
+    v1.prepare(`INSERT INTO changes (revision, kinds, events) VALUES (2, 'node', ?)`).run(JSON.stringify([{ revision: 2, type: 'put', kind: 'node', id: 'a', object: JSON.parse(node('a', 2)) as unknown }]));
+    v1.close();
+
+    const store = SqliteStore.open(path);
+    try {
+      assert.equal(await store.revision(), 2);
+      assert.deepEqual((await store.list('node')).items.map((n) => [n.id, n.meta.version]), [['a', 2], ['b', 1]]);
+      assert.equal((await store.get('node', 'a'))?.meta.version, 2);
+      // The change log survived: a watch from revision 2 replays it.
+      const ctl = new AbortController();
+      const first = await within(store.watch({ fromRevision: 2, signal: ctl.signal }).next(), 'the replayed revision');
+      ctl.abort();
+      assert.deepEqual(first.value?.map((e) => [e.revision, e.id]), [[2, 'a']]);
+      // Writes go on from there, with the versions kept.
+      const b = await store.get('node', 'b');
+      assert.ok(b);
+      const r = await store.commit([createNode('c'), { op: 'update', object: { ...b, spec: { ...b.spec, availability: 'drain' } } }]);
+      assert.equal(r.revision, 3);
+      assert.equal((await store.get('node', 'b'))?.meta.version, 2);
+      await assert.rejects(store.commit([createNode('a')]), isCode('already_exists'));
+    } finally {
+      await store.close();
+    }
+    const raw = new Database(path, { readonly: true });
+    assert.equal(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).pluck().get(), 2);
+    raw.close();
+  });
+
   it('writes an interactive commit before background commits queued ahead of it', async () => {
     const { store, cleanup } = await sqliteFixture();
     try {
