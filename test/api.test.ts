@@ -120,6 +120,22 @@ describe('API', () => {
     assert.deepEqual(all.map((s) => s.id), [first.id]);
   });
 
+  it('creates services sent at once, each name once: the rest of one name get 409', async () => {
+    const names = ['many-a', 'many-b', 'many-c', 'many-d', 'many-b', 'many-e', 'many-b', 'many-f'];
+    const results = await Promise.allSettled(names.map((name) => node.client.createService({ name, mode: { replicated: { replicas: 0 } }, task: { container: { image: TEST_IMAGE } } })));
+    const created = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    assert.deepEqual(created.map((s) => s.spec.name).sort(), ['many-a', 'many-b', 'many-c', 'many-d', 'many-e', 'many-f']);
+    const refused = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as ApiError] : []));
+    assert.equal(refused.length, 2);
+    for (const e of refused) assert.ok(e.status === 409 && /'many-b' already exists/.test(e.message), e.message);
+    // Each answer is the stored service, readable at once.
+    for (const s of created) {
+      assert.equal(s.meta.version, 1);
+      assert.equal((await node.client.inspectService(s.spec.name)).id, s.id);
+    }
+    await Promise.all(created.map((s) => node.client.removeService(s.id)));
+  });
+
   it('validates scale requests and reports unknown services', async () => {
     await assert.rejects(node.client.raw('POST', '/services/dup/scale', { replicas: -2 }), (e: ApiError) => e.status === 400 && e.violations[0]?.field === 'replicas');
     await assert.rejects(node.client.scaleService('no-such-service', 2), (e: ApiError) => e.status === 404 && /service 'no-such-service' not found/.test(e.message));

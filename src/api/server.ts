@@ -331,17 +331,7 @@ export class Api {
     c.audit.project = projectOf(spec);
     keepTemplateLabel(spec);
     this.admission.check(c, 'create', spec);
-    const service = await this.retryOnConflict(async () => {
-      if (this.deps.cache.list('service').some((s) => s.spec.name === spec.name)) {
-        throw new ShoalError('already_exists', `service '${spec.name}' already exists`, { violations: [{ field: 'name', reason: 'a service with this name exists' }] });
-      }
-      const iso = isoNow(this.deps.clock);
-      const s: Service = { kind: 'service', id: this.deps.newId(), meta: { version: 0, createdAt: iso, updatedAt: iso }, spec };
-      // Several managers may create at once: the name check above is only as fresh as this manager's cache. Every
-      // create also writes the cluster object (compare-and-set on its version), so of two creates that both checked
-      // against the same cache, one conflicts, catches up and sees the other's name.
-      return (await this.commit([{ op: 'create', object: s }, { op: 'update', object: this.cluster() }], c.signal))[0] as Service;
-    });
+    const service = await this.writer.createService(spec, this.deps.newId(), this.deps.clock);
     this.deps.logger.info('service created', { service: spec.name, id: service.id });
     sendJson(c.res, 201, service);
   }

@@ -3,7 +3,6 @@
 
 import { ShoalError, TEMPLATE_LABEL, invalid, notFound, projectOf, type Service, type ServiceSpec, type Template } from '../core/index.js';
 import type { Clock } from '../lib/clock.js';
-import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { API_PREFIX, parseTemplateDocuments, policySourceSchema, templateDeploySchema, templateFields, type TemplateView } from '../protocol/index.js';
 import type { Cache } from '../store/cache.js';
@@ -74,14 +73,7 @@ export class TemplateApi {
       mode: { replicated: { replicas } },
     };
     this.deps.admission.check(c, 'deploy', spec);
-    const created = await this.deps.writer.retryOnConflict(async () => {
-      if (this.deps.cache.list('service').some((s) => s.spec.name === spec.name)) throw new ShoalError('already_exists', `service '${spec.name}' already exists`);
-      const iso = isoNow(this.deps.clock);
-      const s: Service = { kind: 'service', id: this.deps.newId(), meta: { version: 0, createdAt: iso, updatedAt: iso }, spec };
-      const cluster = this.deps.cache.list('cluster')[0];
-      // The cluster object is written too, as service create does: two deploys of one name on two managers conflict.
-      return (await this.deps.writer.commit([{ op: 'create', object: s }, ...(cluster ? [{ op: 'update' as const, object: cluster }] : [])], c.signal))[0] as Service;
-    });
+    const created = await this.deps.writer.createService(spec, this.deps.newId(), this.deps.clock);
     this.deps.logger.info('service deployed from template', { service: spec.name, template: t.id });
     sendJson(c.res, 201, created);
   }

@@ -1,7 +1,7 @@
 // How API handlers write: one commit, then wait until this manager's cache has it (a client that reads right after
 // a write sees it); read-modify-writes run again on a conflict, one at a time per manager.
 
-import { ShoalError, canonicalJson, type ObjectOfKind, type StoredObject } from '../core/index.js';
+import { ShoalError, canonicalJson, type ObjectOfKind, type Service, type ServiceSpec, type StoredObject } from '../core/index.js';
 import { isoNow, type Clock } from '../lib/clock.js';
 import type { PolicyApplyResult } from '../protocol/index.js';
 import type { Cache } from '../store/cache.js';
@@ -34,10 +34,89 @@ class Mutex {
   }
 }
 
+/**
+ * Gathers the requests that arrive while a batch is being written and runs them as the next batch (at most `max`):
+ * one commit and one wait for many requests. `run` answers each item with its result or the error that refused it.
+ */
+class Batcher<I, O> {
+  private readonly waiting: { item: I; resolve: (o: O) => void; reject: (e: unknown) => void }[] = [];
+  private running = false;
+
+  constructor(
+    private readonly run: (items: I[]) => Promise<(O | ShoalError)[]>,
+    private readonly max: number,
+  ) {}
+
+  submit(item: I): Promise<O> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ item, resolve, reject });
+      if (!this.running) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    while (this.waiting.length > 0) {
+      const batch = this.waiting.splice(0, this.max);
+      try {
+        const out = await this.run(batch.map((b) => b.item));
+        batch.forEach((b, i) => {
+          const o = out[i] as O | ShoalError;
+          if (o instanceof ShoalError) b.reject(o);
+          else b.resolve(o);
+        });
+      } catch (e) {
+        for (const b of batch) b.reject(e);
+      }
+    }
+    this.running = false;
+  }
+}
+
+/** Services created in one commit at most (each commit also writes the cluster object). */
+const CREATES_PER_COMMIT = 100;
+
 export class StoreWriter {
   private readonly writes = new Mutex();
+  private readonly creates: Batcher<{ spec: ServiceSpec; id: string; createdAt: string }, Service>;
 
-  constructor(private readonly deps: { store: Store; cache: Cache }) {}
+  constructor(private readonly deps: { store: Store; cache: Cache }) {
+    this.creates = new Batcher((items) => this.createServices(items), Math.max(1, Math.min(CREATES_PER_COMMIT, deps.store.maxOpsPerCommit - 1)));
+  }
+
+  /**
+   * Creates a service whose name no other service has. Creates that arrive while others are written are gathered into
+   * one commit (one wait for the store, not one each), so a deploy tool creating many services is not served one at a
+   * time. Every such commit also writes the cluster object (compare-and-set on its version): of two managers creating
+   * one name at once, one conflicts, catches up and finds the name taken.
+   */
+  createService(spec: ServiceSpec, id: string, clock: Clock): Promise<Service> {
+    return this.creates.submit({ spec, id, createdAt: isoNow(clock) });
+  }
+
+  private createServices(items: { spec: ServiceSpec; id: string; createdAt: string }[]): Promise<(Service | ShoalError)[]> {
+    return this.retryOnConflict(async () => {
+      const taken = new Set(this.deps.cache.list('service').map((s) => s.spec.name));
+      const out: (Service | ShoalError)[] = [];
+      const ops: Op[] = [];
+      for (const { spec, id, createdAt } of items) {
+        if (taken.has(spec.name)) {
+          out.push(new ShoalError('already_exists', `service '${spec.name}' already exists`, { violations: [{ field: 'name', reason: 'a service with this name exists' }] }));
+          continue;
+        }
+        taken.add(spec.name);
+        const s: Service = { kind: 'service', id, meta: { version: 0, createdAt, updatedAt: createdAt }, spec };
+        out.push(s);
+        ops.push({ op: 'create', object: s });
+      }
+      if (ops.length === 0) return out;
+      const cluster = this.deps.cache.list('cluster')[0];
+      // Answers are given once the cache has the services; a client that goes away meanwhile does not stop the others'.
+      const stored = await this.commit([...ops, ...(cluster ? [{ op: 'update' as const, object: cluster }] : [])], new AbortController().signal);
+      const byId = new Map(stored.map((o) => [o.id, o]));
+      return out.map((o) => (o instanceof ShoalError ? o : ((byId.get(o.id) as Service | undefined) ?? o)));
+    });
+  }
 
   async commit(ops: Op[], signal: AbortSignal): Promise<StoredObject[]> {
     const r = await this.deps.store.commit(ops);
