@@ -156,7 +156,8 @@ const histogramDelta = (a: Map<string, number>, b: Map<string, number>, name: st
 
 /**
  * The manager's event-loop delay and GC pauses between two scrapes: what every API answer waited behind. `over50ms`
- * counts probes (every 20 ms) that ran more than 50 ms late, and pauses longer than 50 ms.
+ * counts probes (every 20 ms) that ran more than 50 ms late, and pauses longer than 50 ms. `tasksPlaced` counts the
+ * tasks the scheduler placed meanwhile (more than the tasks to move: some were placed twice).
  */
 const stalls = (before: string, after: string): Record<string, unknown> => {
   const [a, b] = [parseMetrics(before), parseMetrics(after)];
@@ -167,7 +168,8 @@ const stalls = (before: string, after: string): Record<string, unknown> => {
       return [kind, { pauses: d.count, seconds: d.seconds, over50ms: d.over }];
     }),
   );
-  return { eventLoopDelay: { probes: loop.count, over50ms: loop.over, p99AtMostSeconds: loop.p99AtMostSeconds }, gc };
+  const placed = histogramDelta(a, b, 'shoal_scheduling_latency_seconds', '', 1).count;
+  return { tasksPlaced: placed, eventLoopDelay: { probes: loop.count, over50ms: loop.over, p99AtMostSeconds: loop.p99AtMostSeconds }, gc };
 };
 
 // ------------------------------------------------------------------ the processes

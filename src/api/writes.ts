@@ -36,7 +36,7 @@ class Mutex {
 
 /**
  * Gathers the requests that arrive while a batch is being written and runs them as the next batch (at most `max`):
- * one commit and one wait for many requests. `run` answers each item with its result or the error that refused it.
+ * one commit and one wait for many requests (`max` is read per batch). `run` answers each item with its result or the error that refused it.
  */
 class Batcher<I, O> {
   private readonly waiting: { item: I; resolve: (o: O) => void; reject: (e: unknown) => void }[] = [];
@@ -44,7 +44,7 @@ class Batcher<I, O> {
 
   constructor(
     private readonly run: (items: I[]) => Promise<(O | ShoalError)[]>,
-    private readonly max: number,
+    private readonly max: () => number,
   ) {}
 
   submit(item: I): Promise<O> {
@@ -57,7 +57,7 @@ class Batcher<I, O> {
   private async drain(): Promise<void> {
     this.running = true;
     while (this.waiting.length > 0) {
-      const batch = this.waiting.splice(0, this.max);
+      const batch = this.waiting.splice(0, this.max());
       try {
         const out = await this.run(batch.map((b) => b.item));
         batch.forEach((b, i) => {
@@ -81,7 +81,7 @@ export class StoreWriter {
   private readonly creates: Batcher<{ spec: ServiceSpec; id: string; createdAt: string }, Service>;
 
   constructor(private readonly deps: { store: Store; cache: Cache }) {
-    this.creates = new Batcher((items) => this.createServices(items), Math.max(1, Math.min(CREATES_PER_COMMIT, deps.store.maxOpsPerCommit - 1)));
+    this.creates = new Batcher((items) => this.createServices(items), () => Math.max(1, Math.min(CREATES_PER_COMMIT, deps.store.maxOpsPerCommit - 1)));
   }
 
   /**

@@ -52,6 +52,8 @@ const HELLO_TIMEOUT_MS = 5000;
  * burst of scheduling passes and controller writes, not one per write (each is its whole set, so that adds up).
  */
 const ASSIGNMENT_COALESCE_MS = 50;
+/** Nodes sent to per turn of the event loop. */
+const SEND_SLICE = 100;
 const CONFLICT_RETRIES = 8;
 
 interface Session {
@@ -402,12 +404,23 @@ export class Dispatcher implements HeartbeatSource, LogSource {
       this.flushScheduled = false;
       const dirty = [...this.dirty];
       this.dirty.clear();
-      for (const [id, what] of dirty) {
-        const s = this.sessions.get(id);
-        if (s && what === 'all') this.sendAssignments(s);
-        else if (s && what !== 'all') this.sendUpdate(s, what);
-      }
+      this.sendSlices(dirty, 0);
     }, ASSIGNMENT_COALESCE_MS);
+  }
+
+  /**
+   * Sends to the dirty nodes SEND_SLICE at a time, letting other callbacks (API requests, reports) run between slices:
+   * a thousand nodes' messages in one go would hold the event loop for tens of milliseconds.
+   */
+  private sendSlices(dirty: [string, Set<string> | 'all'][], from: number): void {
+    const end = Math.min(dirty.length, from + SEND_SLICE);
+    for (let i = from; i < end; i++) {
+      const [id, what] = dirty[i] as [string, Set<string> | 'all'];
+      const s = this.sessions.get(id);
+      if (s && what === 'all') this.sendAssignments(s);
+      else if (s && what !== 'all') this.sendUpdate(s, what);
+    }
+    if (end < dirty.length) setImmediate(() => this.sendSlices(dirty, end));
   }
 
   /** Sends the node its whole set (at the start of a session, and now and then to be sure). */

@@ -16,6 +16,9 @@ interface Waiter {
 }
 
 // The audit log is not cached: it only grows, and only `audit ls` reads it (from the store).
+/** How long the cache applies buffered batches before it lets other callbacks run. */
+const APPLY_SLICE_MS = 20;
+
 const KINDS: Kind[] = ['cluster', 'node', 'service', 'task', 'user', 'team', 'token', 'grant', 'policy', 'template'];
 
 export class Cache {
@@ -141,9 +144,16 @@ export class Cache {
     let failures = 0;
     while (!signal.aborted) {
       try {
+        let since = performance.now();
         for await (const batch of this.store.watch({ fromRevision: this.current + 1, signal })) {
           this.apply(batch);
           failures = 0;
+          // Batches already buffered would otherwise be applied in one go (promise continuations never yield): let
+          // the event loop answer requests and sessions between slices of at most a few milliseconds.
+          if (performance.now() - since > APPLY_SLICE_MS) {
+            await new Promise((r) => setImmediate(r));
+            since = performance.now();
+          }
         }
         // A watch ends by itself only when the store closes: nothing more will come.
         return stopped();
