@@ -318,7 +318,7 @@ export class Api {
       .list('service')
       .filter((s) => allowed === 'all' || allowed.has(projectOf(s.spec)))
       .sort((a, b) => a.spec.name.localeCompare(b.spec.name))
-      .map((s) => serviceRow(s, cache.tasksOfService(s.id)));
+      .map((s) => serviceRow(s, cache.taskCounts(s.id)));
     sendJson(c.res, 200, rows);
   }
 

@@ -2,11 +2,11 @@
 
 import { projectOf, sameJson, type Node, type Service, type Task } from '../core/index.js';
 import type { NodeListItem, ServiceListItem, TaskListItem } from '../protocol/index.js';
+import type { TaskCounts } from '../store/cache.js';
 
-export const serviceRow = (s: Service, tasks: Task[]): ServiceListItem => {
+/** `counts`: the service's live tasks (desired running or ready) and how many of those run (Cache.taskCounts). */
+export const serviceRow = (s: Service, counts: TaskCounts): ServiceListItem => {
   const replicated = 'replicated' in s.spec.mode;
-  const live = tasks.filter((t) => t.desiredState === 'running' || t.desiredState === 'ready');
-  const running = live.filter((t) => t.status.state === 'running').length;
   return {
     id: s.id,
     name: s.spec.name,
@@ -14,7 +14,7 @@ export const serviceRow = (s: Service, tasks: Task[]): ServiceListItem => {
     mode: replicated ? 'replicated' : 'global',
     image: s.spec.task.container.image,
     // A global service wants one task per eligible node: the orchestrator's live tasks are that count.
-    replicas: { desired: 'replicated' in s.spec.mode ? s.spec.mode.replicated.replicas : live.length, running },
+    replicas: { desired: 'replicated' in s.spec.mode ? s.spec.mode.replicated.replicas : counts.live, running: counts.running },
   };
 };
 

@@ -35,6 +35,7 @@ const withStore = async (body: (store: SqliteStore, ctl: AbortController) => Pro
 
 const create = (object: StoredObject): Op => ({ op: 'create', object });
 const update = (object: StoredObject): Op => ({ op: 'update', object });
+const remove = (o: StoredObject): Op => ({ op: 'delete', kind: o.kind, id: o.id, version: o.meta.version });
 
 /** The cache's view equals the store's, kind by kind. */
 const assertMirrors = async (cache: Cache, store: SqliteStore): Promise<void> => {
@@ -59,6 +60,34 @@ describe('Cache', () => {
       assert.deepEqual(ids(cache.tasksOfService('s1')), ['t1', 't2']);
       assert.deepEqual(ids(cache.tasksOfNode('a')), ['t1']);
       assert.deepEqual(cache.tasksOfNode(''), [], 'unassigned tasks are in no node index');
+    }));
+
+  it("keeps each service's live and running task counts as tasks are created, move on, are stopped and deleted", () =>
+    withStore(async (store, ctl) => {
+      const scan = (cache: Cache, sid: string): { live: number; running: number } => {
+        const live = cache.tasksOfService(sid).filter((t) => t.desiredState === 'running' || t.desiredState === 'ready');
+        return { live: live.length, running: live.filter((t) => t.status.state === 'running').length };
+      };
+      const run = (t: Task): Task => ({ ...t, status: { ...t.status, state: 'running' } });
+      await store.commit([create(sampleService('s1')), create(sampleService('s2')), create(run(sampleTask('old', 's1', 'a')))]);
+      const cache = await Cache.start(store, { signal: ctl.signal });
+      assert.deepEqual(cache.taskCounts('s1'), { live: 1, running: 1 }, 'counted at load');
+      const r = await store.commit([create(sampleTask('t1', 's1', 'a')), create(run(sampleTask('t2', 's1', 'b'))), create({ ...sampleTask('t3', 's2'), desiredState: 'ready' })]);
+      await within(cache.waitFor(r.revision), 'the creates');
+      const [t1, , t3] = r.objects as Task[];
+      assert.ok(t1 && t3);
+      const old = cache.get('task', 'old');
+      assert.ok(old);
+      const moved = await store.commit([update(run(t1)), update({ ...old, desiredState: 'shutdown' }), update(run(t3))]);
+      await within(cache.waitFor(moved.revision), 'the updates');
+      assert.deepEqual(cache.taskCounts('s1'), { live: 2, running: 2 });
+      assert.deepEqual(cache.taskCounts('s2'), { live: 1, running: 1 }, 'a ready task is live');
+      const t2 = cache.get('task', 't2');
+      assert.ok(t2);
+      const gone = await store.commit([remove(t2)]);
+      await within(cache.waitFor(gone.revision), 'the delete');
+      for (const sid of ['s1', 's2', 'none']) assert.deepEqual(cache.taskCounts(sid), scan(cache, sid), sid);
+      assert.deepEqual(cache.taskCounts('s1'), { live: 1, running: 1 });
     }));
 
   it('ends up a consistent copy when it starts while writers commit', () =>

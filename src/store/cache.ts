@@ -21,10 +21,18 @@ const APPLY_SLICE_MS = 20;
 
 const KINDS: Kind[] = ['cluster', 'node', 'service', 'task', 'user', 'team', 'token', 'grant', 'policy', 'template'];
 
+/** A service's live tasks (desired running or ready) and how many of those run. */
+export interface TaskCounts {
+  live: number;
+  running: number;
+}
+
 export class Cache {
   private readonly objects = new Map<Kind, Map<string, StoredObject>>();
   private readonly tasksByService = new Map<string, Map<string, Task>>();
   private readonly tasksByNode = new Map<string, Map<string, Task>>();
+  /** Per service: its live tasks (desired running or ready) and how many of those run, kept as tasks change. */
+  private readonly counts = new Map<string, TaskCounts>();
   /**
    * One task spec object per (service, service version): every task made from a version carries an equal copy of its
    * template, so the cache keeps one and lets the parsed copies go — at 100,000 tasks that is most of the cache's
@@ -67,6 +75,12 @@ export class Cache {
 
   tasksOfService(serviceId: string): Task[] {
     return [...(this.tasksByService.get(serviceId)?.values() ?? [])];
+  }
+
+  /** A service's live tasks (desired running or ready) and how many of them run: `service ls` without a scan. */
+  taskCounts(serviceId: string): TaskCounts {
+    const c = this.counts.get(serviceId);
+    return c ? { ...c } : { live: 0, running: 0 };
   }
 
   tasksOfNode(nodeId: string): Task[] {
@@ -122,6 +136,7 @@ export class Cache {
       for (const l of lists) this.objects.set(l.kind, new Map(l.items.map((o) => [o.id, o as StoredObject])));
       this.tasksByService.clear();
       this.tasksByNode.clear();
+      this.counts.clear();
       this.specs.clear();
       for (const t of this.list('task')) {
         this.internSpec(t);
@@ -219,6 +234,7 @@ export class Cache {
     let s = this.tasksByService.get(t.serviceId);
     if (!s) this.tasksByService.set(t.serviceId, (s = new Map<string, Task>()));
     s.set(t.id, t);
+    this.tally(t, 1);
     if (t.nodeId) {
       let n = this.tasksByNode.get(t.nodeId);
       if (!n) this.tasksByNode.set(t.nodeId, (n = new Map<string, Task>()));
@@ -226,11 +242,20 @@ export class Cache {
     }
   }
 
+  private tally(t: Task, by: 1 | -1): void {
+    if (t.desiredState !== 'running' && t.desiredState !== 'ready') return;
+    let c = this.counts.get(t.serviceId);
+    if (!c) this.counts.set(t.serviceId, (c = { live: 0, running: 0 }));
+    c.live += by;
+    if (t.status.state === 'running') c.running += by;
+  }
+
   private unindex(t: Task): void {
     const s = this.tasksByService.get(t.serviceId);
-    s?.delete(t.id);
+    if (s?.delete(t.id)) this.tally(t, -1);
     if (s?.size === 0) {
       this.tasksByService.delete(t.serviceId);
+      this.counts.delete(t.serviceId);
       for (const k of this.specs.keys()) if (k.startsWith(`${t.serviceId}/`)) this.specs.delete(k);
     }
     if (t.nodeId) {
