@@ -4,6 +4,7 @@
 //
 // Started by bench/scale.ts with fork(): argv is MANAGER TOKEN COUNT [START_LATENCY_MS].
 
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { startHollowNodes, type HollowNode } from '../src/cli/hollow-nodes.js';
 import { createLogger } from '../src/lib/logger.js';
 
@@ -11,7 +12,8 @@ export type NodesRequest = { type: 'kill'; count: number } | { type: 'count' } |
 export type NodesReply =
   | { type: 'joined'; ms: number; nodeIds: string[] }
   | { type: 'killed'; nodeIds: string[] }
-  | { type: 'count'; running: number }
+  /** `maxLoopDelayMs`: the longest this process's event loop (every node's heartbeats) was held up since the last count. */
+  | { type: 'count'; running: number; maxLoopDelayMs: number }
   | { type: 'stopped' }
   | { type: 'error'; message: string };
 
@@ -31,6 +33,8 @@ const main = async (): Promise<void> => {
   await nodes.connected(300_000);
   send({ type: 'joined', ms: performance.now() - t0, nodeIds: nodes.nodes.map((n) => n.nodeId) });
   const live = new Set<HollowNode>(nodes.nodes);
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
   process.on('message', (m: NodesRequest) => {
     void (async () => {
       switch (m.type) {
@@ -46,7 +50,8 @@ const main = async (): Promise<void> => {
         case 'count': {
           let running = 0;
           for (const n of live) for (const c of await n.runtime.list()) if (c.state === 'running') running++;
-          send({ type: 'count', running });
+          send({ type: 'count', running, maxLoopDelayMs: loop.max / 1e6 });
+          loop.reset();
           break;
         }
         case 'stop':

@@ -17,7 +17,8 @@ export interface ControllerContext {
  * Commits ops in chunks the store accepts (one transaction when they fit) and waits until the cache has applied the
  * last one (read-your-writes). Callers pass ops that stay correct when split: each stands on its own.
  */
-export const commitAndWait = async (ctx: ControllerContext, ops: Op[], signal?: AbortSignal): Promise<number> => {
+export const commitAndWait = async (ctx: ControllerContext, ops: Op[], signal?: AbortSignal, opts: { background?: boolean } = {}): Promise<number> => {
+  const background = opts.background ?? true;
   const size = ctx.store.maxOpsPerCommit;
   const chunks: Op[][] = [];
   for (let i = 0; i < ops.length; i += size) chunks.push(ops.slice(i, i + size));
@@ -25,9 +26,10 @@ export const commitAndWait = async (ctx: ControllerContext, ops: Op[], signal?: 
   // The first chunk alone (callers put the op the rest depends on first, e.g. a service's update status); the others
   // go out together: a networked store (etcd) pipelines them instead of paying a round trip and a consensus round
   // each, one after another.
-  // Controllers' writes are background work: an API request's write goes first where the store queues writes.
-  const first = await ctx.store.commit(chunks[0] ?? [], { background: true });
-  const results = await Promise.allSettled(chunks.slice(1).map((c) => ctx.store.commit(c, { background: true })));
+  // Controllers' writes are background work unless said otherwise: an API request's write goes first where the store
+  // queues writes.
+  const first = await ctx.store.commit(chunks[0] ?? [], { background });
+  const results = await Promise.allSettled(chunks.slice(1).map((c) => ctx.store.commit(c, { background })));
   const failed = results.find((r) => r.status === 'rejected');
   const revision = Math.max(first.revision, ...results.map((r) => (r.status === 'fulfilled' ? r.value.revision : 0)));
   await ctx.cache.waitFor(revision, signal);

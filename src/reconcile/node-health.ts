@@ -91,6 +91,8 @@ export class NodeHealth {
         object: { ...node, status: { state, message, ...(hb === undefined ? {} : { lastHeartbeat: new Date(hb).toISOString() }) } },
       });
     }
-    if (ops.length > 0) await commitAndWait(this.ctx, ops, signal);
+    // Not background work: a node found down starts a failover, and the next check waits for this one. Status changes
+    // are few (one op per node that changed), so going ahead of the controllers' writes costs them little.
+    if (ops.length > 0) await commitAndWait(this.ctx, ops, signal, { background: false });
   }
 }
