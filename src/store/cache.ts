@@ -15,10 +15,10 @@ interface Waiter {
   reject: (e: Error) => void;
 }
 
-// The audit log is not cached: it only grows, and only `audit ls` reads it (from the store).
 /** How long the cache applies buffered batches before it lets other callbacks run. */
 const APPLY_SLICE_MS = 20;
 
+// The audit log is not cached: it only grows, and only `audit ls` reads it (from the store).
 const KINDS: Kind[] = ['cluster', 'node', 'service', 'task', 'user', 'team', 'token', 'grant', 'policy', 'template'];
 
 /** A service's live tasks (desired running or ready) and how many of those run. */
@@ -164,7 +164,8 @@ export class Cache {
           this.apply(batch);
           failures = 0;
           // Batches already buffered would otherwise be applied in one go (promise continuations never yield): let
-          // the event loop answer requests and sessions between slices of at most a few milliseconds.
+          // the event loop answer requests and sessions between slices of about APPLY_SLICE_MS. (5 ms slices starved the
+          // cache under load: controllers waited seconds for their own writes.)
           if (performance.now() - since > APPLY_SLICE_MS) {
             await new Promise((r) => setImmediate(r));
             since = performance.now();

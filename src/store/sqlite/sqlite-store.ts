@@ -91,6 +91,7 @@ const migrateFrom1 = (db: Database.Database): void =>
       `);
     })
     .immediate();
+
 const DEFAULT_KEEP_REVISIONS = 10_000;
 /** Per-watcher cap on buffered live batches (by JSON length); past it the watcher reads the log table. */
 const WATCH_BUFFER_CHARS = 64 * 1024 * 1024;
