@@ -111,14 +111,15 @@ export class StoreWriter {
       }
       if (ops.length === 0) return out;
       const cluster = this.deps.cache.list('cluster')[0];
-      // Answers are given once the cache has the services; a client that goes away meanwhile does not stop the others'.
-      const stored = await this.commit([...ops, ...(cluster ? [{ op: 'update' as const, object: cluster }] : [])], new AbortController().signal);
+      // Answers are given once the cache has the services; a client that goes away meanwhile does not stop the others'
+      // (no request's signal ends the wait).
+      const stored = await this.commit([...ops, ...(cluster ? [{ op: 'update' as const, object: cluster }] : [])]);
       const byId = new Map(stored.map((o) => [o.id, o]));
       return out.map((o) => (o instanceof ShoalError ? o : ((byId.get(o.id) as Service | undefined) ?? o)));
     });
   }
 
-  async commit(ops: Op[], signal: AbortSignal): Promise<StoredObject[]> {
+  async commit(ops: Op[], signal?: AbortSignal): Promise<StoredObject[]> {
     const r = await this.deps.store.commit(ops);
     await this.deps.cache.waitFor(r.revision, signal);
     return r.objects.filter((o) => o !== undefined);
