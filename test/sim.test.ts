@@ -1,6 +1,7 @@
 // Hollow nodes (sim runtime, many agents in one process) behave like real nodes to the manager: each joins with its own
-// certificate and is ready, a service spreads over them, the tasks of killed ones are rescheduled on the others, a
-// rolling update completes on them, and they come back with the same identities from their state dir.
+// certificate and is ready, a service spreads over them, their status reports are written together, the tasks of killed
+// ones are rescheduled on the others, a rolling update completes on them, and they come back with the same identities
+// from their state dir.
 
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
@@ -76,6 +77,17 @@ describe('hollow nodes', () => {
     assert.equal(counts.size, N, 'every hollow node runs some');
     assert.deepEqual([...new Set(counts.values())], [REPLICAS / N]);
     assert.ok(!live.some((t) => t.nodeId === manager.nodeId), 'none on the drained manager');
+  });
+
+  it('writes the status reports of many nodes together, not one commit per node', async () => {
+    // Each hollow node reports its own tasks running; the manager gathers reports that arrive together into one
+    // commit, so the events of those tasks share few store revisions.
+    const revisions = new Set<number>();
+    for await (const e of manager.client.events({ filters: ['type=task'] })) {
+      if (e.name.startsWith('spread.') && e.action === 'state' && e.attributes.state === 'running') revisions.add(e.revision);
+    }
+    assert.ok(revisions.size > 0, 'the tasks were seen running');
+    assert.ok(revisions.size < N, `${N} nodes' reports in ${revisions.size} revisions`);
   });
 
   it('finds killed hollow nodes down and runs their tasks on the others', async () => {

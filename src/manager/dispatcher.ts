@@ -12,6 +12,7 @@ import { ShoalError, transition, type Cluster, type Node, type NodeDescription, 
 import type { Clock } from '../lib/clock.js';
 import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
+import { chunked } from '../lib/chunks.js';
 import { rawText } from '../lib/ws-text.js';
 import {
   LEADER_HEADER,
@@ -48,10 +49,16 @@ export interface DispatcherOptions {
 
 const HELLO_TIMEOUT_MS = 5000;
 /**
- * How long assignment changes gather before the nodes they touch are sent their sets: a node gets one message for a
- * burst of scheduling passes and controller writes, not one per write (each is its whole set, so that adds up).
+ * How long assignment changes gather before the nodes they touch are sent what changed: a node gets one message for a
+ * burst of scheduling passes and controller writes, not one per write.
  */
 const ASSIGNMENT_COALESCE_MS = 50;
+/**
+ * The window after a flush grows by this much per node it sent to. While a thousand nodes get a task from every
+ * reconcile, one message per node per 50 ms took a tenth of the manager's event loop (a send costs ~50 µs: WebSocket
+ * frame, TLS record, a syscall); a 250 ms window gathers five reconciles in one message. A small cluster keeps 50 ms.
+ */
+const COALESCE_MS_PER_NODE = 0.2;
 /** Nodes sent to per turn of the event loop. */
 const SEND_SLICE = 100;
 const CONFLICT_RETRIES = 8;
@@ -65,14 +72,31 @@ interface Session {
   ws: WebSocket;
   /** Log requests in flight on this session. */
   logs: Map<string, LogStream>;
-  /** Status batches are applied one after another, in the order the node sent them. */
-  chain: Promise<void>;
   /**
    * The node's set as last sent (task id → version), so a change is sent as an update of what changed. Versions, not
    * the task objects: those would keep every task's replaced version (and its JSON) alive until the next full resend.
    */
   sent: Map<string, number>;
 }
+
+/** A status update from a node, and how many times its commit met a conflict. */
+interface Report {
+  nodeId: string;
+  update: TaskStatusUpdate;
+  conflicts: number;
+}
+
+/** A task after a status update from its node: undefined when the update changes nothing (or moves it backwards). */
+const afterUpdate = (t: Task, u: TaskStatusUpdate): Task | undefined => {
+  const containerId = u.removed ? '' : u.containerId || t.status.containerId;
+  const state = transition(t.status.state, u.state);
+  if (state === undefined) {
+    // A finished task's container went away: record that (its state stays final).
+    return u.removed && t.status.containerId !== '' ? { ...t, status: { ...t.status, containerId: '' } } : undefined;
+  }
+  if (state === t.status.state && containerId === t.status.containerId && u.message === t.status.message) return undefined;
+  return { ...t, status: { state, timestamp: u.timestamp, message: u.message, error: u.error, containerId, ...(u.exitCode === undefined ? {} : { exitCode: u.exitCode }) } };
+};
 
 /** A pull-based queue of log lines fed by logs-data messages. */
 class LogStream {
@@ -168,6 +192,11 @@ export class Dispatcher implements HeartbeatSource, LogSource {
   /** Nodes to send to at the next flush: the ids of the tasks that changed, or 'all' for the whole set. */
   private readonly dirty = new Map<string, Set<string> | 'all'>();
   private flushScheduled = false;
+  /** The coalescing window until the next flush, from the size of the last one. */
+  private coalesceMs = ASSIGNMENT_COALESCE_MS;
+  /** Status updates waiting for the next status commit; one is being written. */
+  private readonly reports: Report[] = [];
+  private reporting = false;
 
   constructor(private readonly opts: DispatcherOptions) {}
 
@@ -289,7 +318,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
           ws.close(1008, `protocol ${m.protocol} not supported or node id mismatch`);
           return;
         }
-        const s: Session = { nodeId, role: identity.role, notAfter: identity.notAfter.getTime(), ws, logs: new Map(), chain: Promise.resolve(), sent: new Map() };
+        const s: Session = { nodeId, role: identity.role, notAfter: identity.notAfter.getTime(), ws, logs: new Map(), sent: new Map() };
         session = s;
         // A node that names no address is known by the address its session comes from.
         const description = m.description.address === '' ? { ...m.description, address: remote.replace(/^::ffff:/, '') } : m.description;
@@ -306,7 +335,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
           this.heartbeats.set(nodeId, this.opts.clock.now());
           break;
         case 'status':
-          s.chain = s.chain.then(() => this.applyStatus(nodeId, m.updates)).catch((e: unknown) => log.warn('cannot apply status', { error: e }));
+          this.report(nodeId, m.updates);
           break;
         case 'logs-data':
           s.logs.get(m.requestId)?.push(m.lines);
@@ -404,8 +433,9 @@ export class Dispatcher implements HeartbeatSource, LogSource {
       this.flushScheduled = false;
       const dirty = [...this.dirty];
       this.dirty.clear();
+      this.coalesceMs = ASSIGNMENT_COALESCE_MS + dirty.length * COALESCE_MS_PER_NODE;
       this.sendSlices(dirty, 0);
-    }, ASSIGNMENT_COALESCE_MS);
+    }, this.coalesceMs);
   }
 
   /**
@@ -455,47 +485,68 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     s.ws.send(`{"type":"assignments-update","tasks":[${tasks.join(',')}],"removed":${JSON.stringify(removed)}}`);
   }
 
-  /** Applies a node's status reports in transactions the store accepts (one per report batch when it fits). */
-  private async applyStatus(nodeId: string, updates: TaskStatusUpdate[]): Promise<void> {
-    const size = this.opts.store.maxOpsPerCommit;
-    for (let i = 0; i < updates.length; i += size) await this.applyStatusChunk(nodeId, updates.slice(i, i + size));
+  /** Queues a node's status updates for the next status commit (in the order they arrive, across nodes). */
+  private report(nodeId: string, updates: TaskStatusUpdate[]): void {
+    for (const update of updates) this.reports.push({ nodeId, update, conflicts: 0 });
+    if (this.reporting) return;
+    this.reporting = true;
+    // After this turn's other messages, so the first round takes every report that came in with this one.
+    setImmediate(() => void this.applyReports());
   }
 
-  /** Forward moves of the node's own tasks only, in one transaction (at most one op per update), retried on conflict. */
-  private async applyStatusChunk(nodeId: string, updates: TaskStatusUpdate[]): Promise<void> {
-    const { cache, store } = this.opts;
-    for (let attempt = 0; ; attempt++) {
-      const ops: Op[] = [];
-      for (const u of updates) {
-        const t = cache.get('task', u.taskId);
-        if (!t || t.nodeId !== nodeId) continue;
-        const containerId = u.removed ? '' : u.containerId || t.status.containerId;
-        const state = transition(t.status.state, u.state);
-        if (state === undefined) {
-          // A finished task's container went away: record that (its state stays final).
-          if (u.removed && t.status.containerId !== '') ops.push({ op: 'update', object: { ...t, status: { ...t.status, containerId: '' } } });
-          continue;
-        }
-        if (state === t.status.state && containerId === t.status.containerId && u.message === t.status.message) continue;
-        ops.push({
-          op: 'update',
-          object: {
-            ...t,
-            status: { state, timestamp: u.timestamp, message: u.message, error: u.error, containerId, ...(u.exitCode === undefined ? {} : { exitCode: u.exitCode }) },
-          },
-        });
-      }
-      if (ops.length === 0) return;
-      try {
-        const r = await store.commit(ops, { background: true });
-        await cache.waitFor(r.revision);
-        return;
-      } catch (e) {
-        if (!(e instanceof ShoalError && e.code === 'conflict') || attempt >= CONFLICT_RETRIES) throw e;
-        // A controller wrote one of these tasks meanwhile: catch up and recompute against the newer versions.
-        await cache.waitFor(await store.revision());
-      }
+  /**
+   * Applies the updates of every node that arrived while the last status commit was written, together: a thousand
+   * nodes reporting make a few commits (and revisions, each of which every cache listener handles), not a thousand.
+   */
+  private async applyReports(): Promise<void> {
+    try {
+      while (this.reports.length > 0) await this.applyRound(this.reports.splice(0));
+    } finally {
+      this.reporting = false;
     }
+  }
+
+  /**
+   * One round: each task's new status from its cached version and every update of the round in order (only the
+   * reporting node's own tasks, only forward moves), written in commits the store accepts. The updates of a commit
+   * that met a conflict (a controller wrote one of its tasks meanwhile) go back in the queue, computed again against
+   * the newer versions.
+   */
+  private async applyRound(round: Report[]): Promise<void> {
+    const { cache, store, logger } = this.opts;
+    const next = new Map<string, { task: Task; reports: Report[] }>();
+    for (const r of round) {
+      const entry = next.get(r.update.taskId);
+      const t = entry?.task ?? cache.get('task', r.update.taskId);
+      if (!t || t.nodeId !== r.nodeId) continue;
+      const moved = afterUpdate(t, r.update);
+      if (moved === undefined) continue;
+      if (entry) {
+        entry.task = moved;
+        entry.reports.push(r);
+      } else next.set(moved.id, { task: moved, reports: [r] });
+    }
+    const entries = [...next.values()];
+    const retry: Report[] = [];
+    let conflicted = false;
+    const revisions = await Promise.all(
+      chunked(entries, store.maxOpsPerCommit).map(async (chunk) => {
+        try {
+          return (await store.commit(chunk.map(({ task }) => ({ op: 'update', object: task })), { background: true })).revision;
+        } catch (e) {
+          const again = e instanceof ShoalError && e.code === 'conflict' ? chunk.flatMap((c) => c.reports).filter((r) => ++r.conflicts <= CONFLICT_RETRIES) : [];
+          conflicted ||= again.length > 0;
+          retry.push(...again);
+          if (again.length === 0) logger.warn('cannot apply status', { error: e, tasks: chunk.length });
+          return 0;
+        }
+      }),
+    );
+    await cache.waitFor(Math.max(0, ...revisions));
+    if (!conflicted) return;
+    // Catch up with what was written meanwhile, and go again before the reports that came in since.
+    await cache.waitFor(await store.revision());
+    this.reports.unshift(...retry);
   }
 
   // ------------------------------------------------------------ LogSource

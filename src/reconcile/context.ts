@@ -1,5 +1,6 @@
 // What every controller is given: the store to write, the cache to read, and injected time and ids.
 
+import { chunked } from '../lib/chunks.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { Cache } from '../store/cache.js';
@@ -19,9 +20,7 @@ export interface ControllerContext {
  */
 export const commitAndWait = async (ctx: ControllerContext, ops: Op[], signal?: AbortSignal, opts: { background?: boolean } = {}): Promise<number> => {
   const background = opts.background ?? true;
-  const size = ctx.store.maxOpsPerCommit;
-  const chunks: Op[][] = [];
-  for (let i = 0; i < ops.length; i += size) chunks.push(ops.slice(i, i + size));
+  const chunks = chunked(ops, ctx.store.maxOpsPerCommit);
   if (chunks.length === 0) return 0;
   // The first chunk alone (callers put the op the rest depends on first, e.g. a service's update status); the others
   // go out together: a networked store (etcd) pipelines them instead of paying a round trip and a consensus round
