@@ -195,7 +195,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
   /** The coalescing window until the next flush, from the size of the last one. */
   private coalesceMs = ASSIGNMENT_COALESCE_MS;
   /** Status updates waiting for the next status commit; one is being written. */
-  private readonly reports: Report[] = [];
+  private reports: Report[] = [];
   private reporting = false;
 
   constructor(private readonly opts: DispatcherOptions) {}
@@ -500,7 +500,13 @@ export class Dispatcher implements HeartbeatSource, LogSource {
    */
   private async applyReports(): Promise<void> {
     try {
-      while (this.reports.length > 0) await this.applyRound(this.reports.splice(0));
+      while (this.reports.length > 0) {
+        const round = this.reports;
+        this.reports = [];
+        // A round that cannot finish (the store or the cache stopped) drops its reports: an agent that sees the manager
+        // behind what it reported says it again.
+        await this.applyRound(round).catch((e: unknown) => this.opts.logger.warn('cannot apply status', { error: e, reports: round.length }));
+      }
     } finally {
       this.reporting = false;
     }
@@ -527,26 +533,26 @@ export class Dispatcher implements HeartbeatSource, LogSource {
       } else next.set(moved.id, { task: moved, reports: [r] });
     }
     const entries = [...next.values()];
-    const retry: Report[] = [];
-    let conflicted = false;
+    let retry: Report[] = [];
     const revisions = await Promise.all(
       chunked(entries, store.maxOpsPerCommit).map(async (chunk) => {
         try {
           return (await store.commit(chunk.map(({ task }) => ({ op: 'update', object: task })), { background: true })).revision;
         } catch (e) {
-          const again = e instanceof ShoalError && e.code === 'conflict' ? chunk.flatMap((c) => c.reports).filter((r) => ++r.conflicts <= CONFLICT_RETRIES) : [];
-          conflicted ||= again.length > 0;
-          retry.push(...again);
+          const reports = chunk.flatMap((c) => c.reports);
+          for (const r of reports) r.conflicts++;
+          const again = e instanceof ShoalError && e.code === 'conflict' ? reports.filter((r) => r.conflicts <= CONFLICT_RETRIES) : [];
           if (again.length === 0) logger.warn('cannot apply status', { error: e, tasks: chunk.length });
+          retry = retry.concat(again);
           return 0;
         }
       }),
     );
     await cache.waitFor(Math.max(0, ...revisions));
-    if (!conflicted) return;
+    if (retry.length === 0) return;
     // Catch up with what was written meanwhile, and go again before the reports that came in since.
     await cache.waitFor(await store.revision());
-    this.reports.unshift(...retry);
+    this.reports = retry.concat(this.reports);
   }
 
   // ------------------------------------------------------------ LogSource

@@ -221,6 +221,36 @@ describe('WorkQueue', () => {
     assert.equal(runs, 1);
   });
 
+  it('frees the worker while a key settles, keeps the key busy until then, and retries it when settling fails', async () => {
+    const runs: string[] = [];
+    const settles = new Map<string, { resolve: () => void; reject: (e: unknown) => void }>();
+    const reconcile: Reconcile = async (key) => {
+      runs.push(key);
+      if (key !== 'a' || runs.filter((k) => k === 'a').length > 2) return;
+      return { settled: new Promise<void>((resolve, reject) => settles.set(`${key}${runs.length}`, { resolve, reject })) };
+    };
+    await withQueue(
+      reconcile,
+      async (queue) => {
+        queue.add('a');
+        await waitUntil(() => settles.has('a1'), 'a to be committed');
+        // One worker: b runs while a settles; a re-added meanwhile waits for a to settle.
+        queue.add('b');
+        queue.add('a');
+        await waitUntil(() => runs.includes('b'), 'b to run while a settles');
+        await sleep(20);
+        assert.deepEqual(runs, ['a', 'b']);
+        settles.get('a1')?.resolve();
+        await waitUntil(() => runs.length === 3, 'a to run again once settled');
+        // A failure while settling is a failed reconcile: retried after a backoff.
+        settles.get('a3')?.reject(new Error('a later chunk failed'));
+        await waitUntil(() => runs.length === 4, 'a to be retried');
+        assert.deepEqual(runs, ['a', 'b', 'a', 'a']);
+      },
+      { concurrency: 1 },
+    );
+  });
+
   it('returns at once when run with an aborted signal', async () => {
     const { runs, reconcile } = counter();
     const queue = new WorkQueue('test', reconcile, { logger: silentLogger });

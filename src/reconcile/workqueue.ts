@@ -7,6 +7,11 @@ import type { Logger } from '../lib/logger.js';
 export interface ReconcileResult {
   /** Run this key again after this many ms even if nothing changes (e.g. a restart delay ends). */
   requeueAfterMs?: number;
+  /**
+   * The rest of the work, which needs no worker (e.g. waiting until the cache has what was written): the worker takes
+   * the next key while the key stays busy until this settles; a rejection is a failure of the reconcile.
+   */
+  settled?: Promise<void>;
 }
 
 export type Reconcile = (key: string, signal: AbortSignal) => Promise<ReconcileResult | void>;
@@ -88,23 +93,44 @@ export class WorkQueue {
         continue;
       }
       this.processing.add(key);
+      let settled: Promise<void> | undefined;
       try {
         const r = await this.reconcile(key, signal);
-        this.failures.delete(key);
-        if (r?.requeueAfterMs !== undefined) this.add(key, Math.max(1, r.requeueAfterMs));
+        settled = r?.settled?.then(() => this.succeeded(key, r));
+        if (!settled) this.succeeded(key, r);
       } catch (e) {
         if (signal.aborted) break;
-        const n = (this.failures.get(key) ?? 0) + 1;
-        this.failures.set(key, n);
-        const delay = backoffDelay(n - 1, { baseMs: 20, maxMs: 5000 });
-        // Logged as `item`: the logger redacts fields whose name ends in "key".
-        this.opts.logger.debug(`${this.name}: reconcile failed, retrying`, { item: key, attempt: n, delayMs: delay, error: e });
-        this.add(key, delay);
+        this.failed(key, e);
       } finally {
-        this.processing.delete(key);
-        // A key re-added while it was processing sits in `dirty`; wake a worker for it.
-        if (this.dirty.size > 0) this.wake?.();
+        if (!settled) this.release(key);
+      }
+      if (settled) {
+        void settled
+          .catch((e: unknown) => {
+            if (!signal.aborted) this.failed(key, e);
+          })
+          .finally(() => this.release(key));
       }
     }
+  }
+
+  private succeeded(key: string, r: ReconcileResult | void): void {
+    this.failures.delete(key);
+    if (r?.requeueAfterMs !== undefined) this.add(key, Math.max(1, r.requeueAfterMs));
+  }
+
+  private failed(key: string, e: unknown): void {
+    const n = (this.failures.get(key) ?? 0) + 1;
+    this.failures.set(key, n);
+    const delay = backoffDelay(n - 1, { baseMs: 20, maxMs: 5000 });
+    // Logged as `item`: the logger redacts fields whose name ends in "key".
+    this.opts.logger.debug(`${this.name}: reconcile failed, retrying`, { item: key, attempt: n, delayMs: delay, error: e });
+    this.add(key, delay);
+  }
+
+  private release(key: string): void {
+    this.processing.delete(key);
+    // A key re-added while it was processing sits in `dirty`; wake a worker for it.
+    if (this.dirty.size > 0) this.wake?.();
   }
 }
