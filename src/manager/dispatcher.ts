@@ -59,8 +59,8 @@ const ASSIGNMENT_COALESCE_MS = 50;
  * frame, TLS record, a syscall); a 250 ms window gathers five reconciles in one message. A small cluster keeps 50 ms.
  */
 const COALESCE_MS_PER_NODE = 0.2;
-/** Nodes sent to per turn of the event loop. */
-const SEND_SLICE = 100;
+/** How long the dispatcher sends to nodes in one turn of the event loop, at most (one node's message may go over). */
+const SEND_SLICE_MS = 10;
 const CONFLICT_RETRIES = 8;
 
 interface Session {
@@ -439,18 +439,19 @@ export class Dispatcher implements HeartbeatSource, LogSource {
   }
 
   /**
-   * Sends to the dirty nodes SEND_SLICE at a time, letting other callbacks (API requests, reports) run between slices:
-   * a thousand nodes' messages in one go would hold the event loop for tens of milliseconds.
+   * Sends to the dirty nodes in slices of SEND_SLICE_MS, letting other callbacks (API requests, reports) run between
+   * slices: a thousand nodes' messages in one go would hold the event loop for a hundred milliseconds and more.
    */
   private sendSlices(dirty: [string, Set<string> | 'all'][], from: number): void {
-    const end = Math.min(dirty.length, from + SEND_SLICE);
-    for (let i = from; i < end; i++) {
-      const [id, what] = dirty[i] as [string, Set<string> | 'all'];
+    const started = performance.now();
+    let i = from;
+    while (i < dirty.length && performance.now() - started < SEND_SLICE_MS) {
+      const [id, what] = dirty[i++] as [string, Set<string> | 'all'];
       const s = this.sessions.get(id);
       if (s && what === 'all') this.sendAssignments(s);
       else if (s && what !== 'all') this.sendUpdate(s, what);
     }
-    if (end < dirty.length) setImmediate(() => this.sendSlices(dirty, end));
+    if (i < dirty.length) setImmediate(() => this.sendSlices(dirty, i));
   }
 
   /** Sends the node its whole set (at the start of a session, and now and then to be sure). */

@@ -80,6 +80,10 @@ export class WorkQueue {
 
   private async worker(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
+      // A reconcile plans synchronously (tens of ms for a service of a thousand tasks); workers whose commits were
+      // answered together would otherwise plan one after another in one turn of the event loop, holding it that long.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (signal.aborted) break;
       const key = this.next();
       if (key === undefined) {
         await new Promise<void>((resolve) => {
