@@ -111,7 +111,8 @@ export class ServiceController {
       throw e;
     }
     // The worker moves on to the next service while the cache catches up with this one (it is not planned again until
-    // then): with the cache behind, a hundred services reconciled after nodes fail took a second per four services.
+    // then): with the cache 0.5-1 s behind, four workers each waiting for commit and cache made ~25 reconciles/s, and
+    // a failover reconciles every service.
     const settled = (async (): Promise<void> => {
       await this.ctx.cache.waitFor(committed.revision, signal);
       if (!committed.failed) return;
