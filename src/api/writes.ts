@@ -35,8 +35,9 @@ class Mutex {
 }
 
 /**
- * Gathers the requests that arrive while a batch is being written and runs them as the next batch (at most `max`):
- * one commit and one wait for many requests (`max` is read per batch). `run` answers each item with its result or the error that refused it.
+ * Gathers the requests that arrive while a batch is being written and runs them as the next batch (at most `max()`,
+ * read per batch): one commit and one wait for many requests. `run` answers each item with its result or the error
+ * that refused it.
  */
 class Batcher<I, O> {
   private readonly waiting: { item: I; resolve: (o: O) => void; reject: (e: unknown) => void }[] = [];

@@ -276,5 +276,8 @@ export interface Task {
   schedulingMessage?: string;
 }
 
+/** A live task is one the manager still wants prepared or running. */
+export const isLive = (t: Task): boolean => t.desiredState === 'ready' || t.desiredState === 'running';
+
 export type StoredObject = Cluster | Node | Service | Task | User | Team | ApiToken | Grant | Policy | Template | AuditEvent;
 export type ObjectOfKind<K extends Kind> = Extract<StoredObject, { kind: K }>;

@@ -3,4 +3,3 @@ export { ServiceController } from './service-controller.js';
 export { SchedulingLoop, type SchedulingStats } from './scheduling.js';
 export { NodeHealth, type HeartbeatSource, DEFAULT_MISSED_BEATS } from './node-health.js';
 export type { ControllerContext } from './context.js';
-export { isLive } from './service-plan.js';

@@ -2,11 +2,10 @@
 // places tasks as the service controller makes them (Placer), so most tasks are created already assigned: one write
 // instead of two. Node loads are kept task by task from the cache, plus the placements made but not yet seen there.
 
-import { isTerminal, type Node, type Task } from '../core/index.js';
+import { isLive, isTerminal, type Node, type Task } from '../core/index.js';
 import { NodeLoads, schedule, type Plan } from '../scheduler/index.js';
 import type { Op } from '../store/store.js';
 import { commitAndWait, type ControllerContext } from './context.js';
-import { isLive } from './service-plan.js';
 
 export interface SchedulingStats {
   /** Tasks placed since start. */

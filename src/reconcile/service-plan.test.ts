@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { DEFAULT_UPDATE_CONFIG, TASK_STATES, canonicalJson, isTerminal, sameJson } from '../core/index.js';
+import { DEFAULT_UPDATE_CONFIG, TASK_STATES, canonicalJson, isLive, isTerminal, sameJson } from '../core/index.js';
 import type { DesiredState, Node, RestartPolicy, Service, Task, TaskState, UpdateConfig, UpdateStatus } from '../core/index.js';
 import { makeNode } from '../scheduler/testing.js';
-import { isLive, planService } from './service-plan.js';
+import { planService } from './service-plan.js';
 import type { ServicePlan, ServicePlanInput } from './service-plan.js';
 
 const NOW = Date.parse('2024-06-01T12:00:00.000Z');

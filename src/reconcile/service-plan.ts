@@ -7,7 +7,7 @@
 // Everything the updater needs is in the store (the service's updateStatus, the tasks' specs and states), so an
 // update resumes where it was after a manager restart or a change of leader.
 
-import { DEFAULT_UPDATE_CONFIG, isTerminal, matchConstraint, projectOf, sameJson, type Node, type RestartPolicy, type Service, type Task, type UpdateConfig, type UpdateStatus } from '../core/index.js';
+import { DEFAULT_UPDATE_CONFIG, isLive, isTerminal, matchConstraint, projectOf, sameJson, type Node, type RestartPolicy, type Service, type Task, type UpdateConfig, type UpdateStatus } from '../core/index.js';
 
 export interface ServicePlanInput {
   serviceId: string;
@@ -35,9 +35,6 @@ export interface ServicePlan {
 const rolling = (s: Service): boolean => s.updateStatus?.state === 'updating' || s.updateStatus?.state === 'rollback_started';
 
 const FAILED_STATES = new Set(['failed', 'rejected', 'complete']);
-
-/** A live task is one the manager still wants prepared or running. */
-export const isLive = (t: Task): boolean => t.desiredState === 'ready' || t.desiredState === 'running';
 
 /** Whether a node can keep running tasks: ready and not drained. */
 const nodeHealthy = (nodes: ReadonlyMap<string, Node>, nodeId: string): boolean => {

@@ -97,24 +97,18 @@ export class WorkQueue {
         continue;
       }
       this.processing.add(key);
-      let settled: Promise<void> | undefined;
-      try {
-        const r = await this.reconcile(key, signal);
-        settled = r?.settled?.then(() => this.succeeded(key, r));
-        if (!settled) this.succeeded(key, r);
-      } catch (e) {
-        if (signal.aborted) break;
-        this.failed(key, e);
-      } finally {
-        if (!settled) this.release(key);
-      }
-      if (settled) {
-        void settled
-          .catch((e: unknown) => {
-            if (!signal.aborted) this.failed(key, e);
-          })
-          .finally(() => this.release(key));
-      }
+      // The key is done when the reconcile and what it left to settle are; the worker goes on once the reconcile is.
+      const reconciled = this.reconcile(key, signal);
+      void reconciled
+        .then(async (r) => {
+          await r?.settled;
+          this.succeeded(key, r);
+        })
+        .catch((e: unknown) => {
+          if (!signal.aborted) this.failed(key, e);
+        })
+        .finally(() => this.release(key));
+      await reconciled.catch(() => undefined);
     }
   }
 

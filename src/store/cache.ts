@@ -4,7 +4,7 @@
 // of the store at `revision`; `waitFor(r)` lets a writer read its own writes before acting again.
 
 import type { Kind, ObjectOfKind, StoredObject, Task } from '../core/index.js';
-import { ShoalError } from '../core/index.js';
+import { ShoalError, isLive } from '../core/index.js';
 import type { Store, WatchEvent } from './store.js';
 
 type Listener = (events: WatchEvent[]) => void;
@@ -244,7 +244,7 @@ export class Cache {
   }
 
   private tally(t: Task, by: 1 | -1): void {
-    if (t.desiredState !== 'running' && t.desiredState !== 'ready') return;
+    if (!isLive(t)) return;
     let c = this.counts.get(t.serviceId);
     if (!c) this.counts.set(t.serviceId, (c = { live: 0, running: 0 }));
     c.live += by;
