@@ -1,7 +1,7 @@
 // Hollow nodes (sim runtime, many agents in one process) behave like real nodes to the manager: each joins with its own
-// certificate and is ready, a service spreads over them, their status reports are written together, the tasks of killed
-// ones are rescheduled on the others, a rolling update completes on them, and they come back with the same identities
-// from their state dir.
+// certificate and is ready, a service spreads over them, their status reports are written together, killed ones are
+// found down one heartbeat period after their sessions break and their tasks are rescheduled on the others, a rolling
+// update completes on them, and they come back with the same identities from their state dir.
 
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
@@ -90,11 +90,23 @@ describe('hollow nodes', () => {
     assert.ok(revisions.size < N, `${N} nodes' reports in ${revisions.size} revisions`);
   });
 
-  it('finds killed hollow nodes down and runs their tasks on the others', async () => {
+  it('finds killed hollow nodes down once their broken sessions stay closed for a period, and runs their tasks on the others', async () => {
+    // A long heartbeat period: missed heartbeats alone would find the killed nodes down only after 3 × 3 s.
+    const period = 3000;
+    await manager.client.updateCluster({ heartbeatPeriodMs: period });
     const killed = hollow?.nodes.slice(0, 2) ?? [];
+    const t0 = Date.now();
     await Promise.all(killed.map((n) => n.kill()));
     const gone = new Set(killed.map((n) => n.nodeId));
-    await eventually('the killed nodes down', async () => (await manager.client.listNodes()).filter((n) => gone.has(n.id)).every((n) => n.status === 'down'));
+    try {
+      await eventually('the killed nodes down', async () => (await manager.client.listNodes()).filter((n) => gone.has(n.id)).every((n) => n.status === 'down'), 20_000);
+    } finally {
+      await manager.client.updateCluster({ heartbeatPeriodMs: 500 });
+    }
+    const foundDownMs = Date.now() - t0;
+    assert.ok(foundDownMs >= period && foundDownMs < 2 * period, `found down after ${foundDownMs}ms: one period (${period}ms) after the sessions broke`);
+    const others = (await manager.client.listNodes()).filter((n) => !gone.has(n.id) && n.id !== manager.nodeId);
+    assert.ok(others.every((n) => n.status === 'ready'), 'the live nodes stay ready');
     const live = await eventually('every task running again', () => allRunning('spread', REPLICAS), 30_000);
     assert.ok(!live.some((t) => gone.has(t.nodeId)), 'nothing left on a killed node');
     assert.equal(perNode(live).size, N - 2);

@@ -189,6 +189,8 @@ export class Dispatcher implements HeartbeatSource, LogSource {
   private readonly sessions = new Map<string, Session>();
   private readonly heartbeats = new Map<string, number>();
   private readonly left = new Set<string>();
+  /** Nodes whose session broke (closed without a close frame) and that have not connected since: when it broke. */
+  private readonly dropped = new Map<string, number>();
   /** Nodes to send to at the next flush: the ids of the tasks that changed, or 'all' for the whole set. */
   private readonly dirty = new Map<string, Set<string> | 'all'>();
   private flushScheduled = false;
@@ -272,6 +274,10 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     return this.left.has(nodeId);
   }
 
+  droppedAt(nodeId: string): number | undefined {
+    return this.dropped.get(nodeId);
+  }
+
 
   // ------------------------------------------------------------ sessions
 
@@ -301,6 +307,8 @@ export class Dispatcher implements HeartbeatSource, LogSource {
   private accept(identity: NodeIdentity, ws: WebSocket, remote: string): void {
     const { nodeId } = identity;
     const log = this.opts.logger.child({ nodeId });
+    // The node is back (its certificate says so): whatever broke its last session, it is reconnecting.
+    this.dropped.delete(nodeId);
     let session: Session | undefined;
     const helloTimer = setTimeout(() => ws.close(1008, 'no hello'), HELLO_TIMEOUT_MS);
     ws.on('message', (data) => {
@@ -359,6 +367,9 @@ export class Dispatcher implements HeartbeatSource, LogSource {
         this.left.add(nodeId);
         this.heartbeats.delete(nodeId);
       }
+      // 1006: the connection ended without a close frame. The agent process died (its kernel closed the socket) or
+      // the connection broke; an agent that lives reconnects within ~100 ms.
+      if (code === 1006) this.dropped.set(nodeId, this.opts.clock.now());
       log.info('session closed', { code });
       this.opts.onSessionChange?.();
     });

@@ -8,6 +8,8 @@ export interface HeartbeatSource {
   lastHeartbeat(nodeId: string): number | undefined;
   /** Whether the node's session closed cleanly (the node said it is going away). */
   leftCleanly(nodeId: string): boolean;
+  /** When the node's session broke (no close frame), if it has not connected again since. */
+  droppedAt(nodeId: string): number | undefined;
 }
 
 export interface NodeHealthOptions {
@@ -61,14 +63,21 @@ export class NodeHealth {
     }
   }
 
-  /** The state a node should have now, or undefined to leave it as it is. */
-  private observed(node: Node, now: number, graceMs: number): NodeStatusState | undefined {
+  /**
+   * The state a node should have now (and why), or undefined to leave it as it is. A node is down once it missed
+   * `missedBeats` heartbeats, or sooner when its session broke and it has not reconnected within one period: the
+   * socket already said what missed heartbeats would only say later.
+   */
+  private observed(node: Node, now: number, periodMs: number): { state: NodeStatusState; message: string } | undefined {
+    const graceMs = periodMs * (this.opts.missedBeats ?? DEFAULT_MISSED_BEATS);
     const hb = this.source.lastHeartbeat(node.id);
-    if (hb !== undefined && now - hb <= graceMs) return 'ready';
-    if (this.source.leftCleanly(node.id)) return 'disconnected';
+    const dropped = this.source.droppedAt(node.id);
+    if (dropped !== undefined && now - dropped > periodMs) return { state: 'down', message: `session lost ${now - dropped}ms ago and not reopened` };
+    if (hb !== undefined && now - hb <= graceMs) return { state: 'ready', message: 'heartbeat received' };
+    if (this.source.leftCleanly(node.id)) return { state: 'disconnected', message: 'node left' };
     // A manager that just started has not heard from anyone yet: give every node one grace period to reconnect.
     if (hb === undefined && now - this.startedAt <= graceMs) return undefined;
-    return 'down';
+    return { state: 'down', message: `no heartbeat for ${graceMs}ms` };
   }
 
   private async check(signal: AbortSignal): Promise<void> {
@@ -78,13 +87,13 @@ export class NodeHealth {
     if (this.ctx.clock.now() - this.lastCheckAt > this.periodMs()) await new Promise((resolve) => setImmediate(resolve));
     const now = this.ctx.clock.now();
     this.lastCheckAt = now;
-    const graceMs = this.periodMs() * (this.opts.missedBeats ?? DEFAULT_MISSED_BEATS);
+    const periodMs = this.periodMs();
     const ops = [];
     for (const node of this.ctx.cache.list('node')) {
-      const state = this.observed(node, now, graceMs);
-      if (state === undefined || state === node.status.state) continue;
+      const seen = this.observed(node, now, periodMs);
+      if (seen === undefined || seen.state === node.status.state) continue;
+      const { state, message } = seen;
       const hb = this.source.lastHeartbeat(node.id);
-      const message = state === 'ready' ? 'heartbeat received' : state === 'down' ? `no heartbeat for ${graceMs}ms` : 'node left';
       this.ctx.logger.info(`node ${node.description.hostname} is ${state}`, { nodeId: node.id });
       ops.push({
         op: 'update' as const,

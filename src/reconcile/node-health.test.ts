@@ -1,0 +1,79 @@
+// Tests of node health over a real SQLite store and cache, with the heartbeat record given as the dispatcher would
+// keep it and a clock the test moves: a node goes down after missed heartbeats, or after one period once its session
+// broke and it did not reconnect.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, it } from 'node:test';
+import type { Node } from '../core/index.js';
+import { newId } from '../lib/ids.js';
+import { silentLogger } from '../lib/logger.js';
+import { Cache } from '../store/cache.js';
+import { sampleNode } from '../store/contract.js';
+import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import type { ControllerContext } from './context.js';
+import { NodeHealth, type HeartbeatSource } from './node-health.js';
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+/** The default heartbeat period (no cluster object in this store): down after 3 missed beats, 1,500 ms. */
+const PERIOD = 500;
+
+class Sessions implements HeartbeatSource {
+  readonly beats = new Map<string, number>();
+  readonly drops = new Map<string, number>();
+  lastHeartbeat(id: string): number | undefined {
+    return this.beats.get(id);
+  }
+  leftCleanly(): boolean {
+    return false;
+  }
+  droppedAt(id: string): number | undefined {
+    return this.drops.get(id);
+  }
+}
+
+it('finds a node whose session broke down after one heartbeat period, and a silent one after the missed beats', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'shoal-health-'));
+  dirs.push(dir);
+  const store = SqliteStore.open(join(dir, 'store.db'));
+  const ctl = new AbortController();
+  try {
+    const t0 = Date.now();
+    let now = t0;
+    await store.commit(['broke', 'silent', 'back'].map((id) => ({ op: 'create', object: sampleNode(id) })));
+    const cache = await Cache.start(store, { signal: ctl.signal });
+    const ctx: ControllerContext = { store, cache, clock: { now: () => now }, logger: silentLogger, newId: () => newId() };
+    const sessions = new Sessions();
+    // All three were heard from at t0. 'broke' lost its session then; 'back' lost it too but connected again.
+    for (const id of ['broke', 'silent', 'back']) sessions.beats.set(id, t0);
+    sessions.drops.set('broke', t0);
+    const health = new NodeHealth(ctx, sessions);
+    void health.run(ctl.signal);
+    const states = (): Record<string, string> => Object.fromEntries(cache.list('node').map((n: Node) => [n.id, `${n.status.state}: ${n.status.message}`]));
+    /** Moves the clock and waits (bounded) until `id` has `state`; returns every node's state at that revision. */
+    const at = async (ms: number, id: string, state: string): Promise<Record<string, string>> => {
+      now = t0 + ms;
+      health.poke();
+      for (let i = 0; i < 100 && cache.get('node', id)?.status.state !== state; i++) await new Promise((r) => setTimeout(r, 20));
+      return states();
+    };
+
+    const early = await at(PERIOD - 100, 'broke', 'down');
+    assert.match(early.broke ?? '', /^ready/, 'within one period a broken session may still reopen');
+    const dropped = await at(PERIOD + 100, 'broke', 'down');
+    assert.match(dropped.broke ?? '', /^down: session lost 600ms ago and not reopened/);
+    assert.match(dropped.silent ?? '', /^ready/, 'a node that only missed one heartbeat is not down');
+    assert.match(dropped.back ?? '', /^ready/, 'a node that reconnected is not down');
+    const silent = await at(3 * PERIOD + 100, 'silent', 'down');
+    assert.match(silent.silent ?? '', /^down: no heartbeat for 1500ms/);
+  } finally {
+    ctl.abort();
+    await store.close();
+  }
+});
