@@ -48,8 +48,10 @@ const main = async (): Promise<void> => {
           break;
         }
         case 'count': {
+          // Straight from each simulated machine's containers: listing them (100,000 copies every ~100 ms) would take
+          // CPU from the manager this process shares the machine with.
           let running = 0;
-          for (const n of live) for (const c of await n.runtime.list()) if (c.state === 'running') running++;
+          for (const n of live) for (const c of n.runtime.host.containers.values()) if (c.state === 'running') running++;
           send({ type: 'count', running, maxLoopDelayMs: loop.max / 1e6 });
           loop.reset();
           break;
