@@ -81,9 +81,9 @@ export class Agent {
   }
 
   /**
-   * Stops at once without a goodbye, as a node that crashed or lost its network would: the session's connection just
-   * ends, so the manager finds the node down once its heartbeats are missed (a stop through run's signal says goodbye,
-   * and the node is disconnected instead). Simulated nodes use it to fail.
+   * Stops at once without a goodbye, as a node that crashed would: the session's connection just ends (no close frame),
+   * so the manager finds the node down one heartbeat period later unless it reconnects (a stop through run's signal
+   * says goodbye, and the node is disconnected instead). Simulated nodes use it to fail.
    */
   kill(): void {
     this.killed.abort();
