@@ -119,11 +119,11 @@ describe('managers on etcd: leader election, failover, no lost state', () => {
     const victim = cluster.members[2];
     assert.ok(victim);
     await victim.kill('SIGKILL');
-    const st = await eventually('the killed member reported unhealthy', () => {
-      const s = status();
-      return s.store.members.some((m) => !m.healthy) && s;
+    // While the two left elect a leader (the victim may have led), all three can look unhealthy for a moment.
+    await eventually('the killed member reported unhealthy, the other two healthy', () => {
+      const healthy = status().store.members.map((m) => m.healthy);
+      return healthy.length === 3 && healthy.filter(Boolean).length === 2;
     });
-    assert.equal(st.store.members.filter((m) => m.healthy).length, 2);
     ok('service', 'scale', 'web=8', '--detach');
     await eventually('8 replicas running', () => live('web').filter((t) => t.state === 'running').length === 8, 30_000);
     await victim.start();

@@ -60,6 +60,10 @@ describe('hollow nodes', () => {
       return ls.length === N + 1 && ls.every((n) => n.status === 'ready') && ls;
     });
     const workers = nodes.filter((n) => n.id !== manager.nodeId);
+    // Joining, a node goes from registered to ready, never through down.
+    const downs: string[] = [];
+    for await (const e of manager.client.events({ filters: ['type=node'] })) if (e.action === 'down') downs.push(e.name);
+    assert.deepEqual(downs, [], 'nodes found down while they joined');
     assert.deepEqual(workers.map((n) => n.hostname).sort(), Array.from({ length: N }, (_, i) => `sim-000${i + 1}`));
     assert.deepEqual(workers.map((n) => n.id).sort(), [...ids].sort());
     assert.ok(workers.every((n) => n.role === 'worker'));

@@ -328,6 +328,9 @@ export class Dispatcher implements HeartbeatSource, LogSource {
         }
         const s: Session = { nodeId, role: identity.role, notAfter: identity.notAfter.getTime(), ws, logs: new Map(), sent: new Map() };
         session = s;
+        // The hello is a sign of life: a node registered for the first time is not found down (no heartbeat yet)
+        // while its registration is written.
+        this.heartbeats.set(nodeId, this.opts.clock.now());
         // A node that names no address is known by the address its session comes from.
         const description = m.description.address === '' ? { ...m.description, address: remote.replace(/^::ffff:/, '') } : m.description;
         void this.register(s, description, identity.role).catch((e: unknown) => {
