@@ -2,8 +2,9 @@
 // real etcd), N hollow nodes (another process: real agents, real sessions, the sim runtime), then services totalling T
 // tasks. Measures: join time; time until all T run and tasks/s; API latency p50/p99 of `service ls`, `service ps` and
 // a write (scale), idle (the same-run baseline) and during convergence (`service ls` alone while failing over); peak
-// RSS and CPU of each process; and the time until the tasks of 10% of the nodes, killed at once, run elsewhere. Prints a JSON summary with each figure beside
-// its target (ratio) and writes an SVG chart of tasks running over time. Never passes or fails on a time.
+// RSS and CPU of each process; and the time until the tasks of 10% of the nodes, killed at once, run elsewhere. Prints
+// a JSON summary with each figure beside its target (ratio) and writes an SVG chart of tasks running over time. Never
+// passes or fails on a time.
 //
 // Usage: node dist/bench/scale.js [--nodes 1000] [--tasks 100000] [--services 100] [--store sqlite|etcd|both]
 //                                 [--out DIR] [--cpu-prof] [--start-latency MS] [--kill-fraction 0.1]

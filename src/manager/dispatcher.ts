@@ -278,7 +278,6 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     return this.dropped.get(nodeId);
   }
 
-
   // ------------------------------------------------------------ sessions
 
   /** Handles an HTTP upgrade to the session WebSocket; refuses anything but an authenticated node. */
