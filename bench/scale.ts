@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ApiError, ShoalClient } from '../src/cli/client.js';
+import { DAEMON_NODE_FLAGS } from '../src/manager/daemon.js';
 import { initDataDir, readDataDir, readNodeTls } from '../src/manager/data-dir.js';
 import { startEtcd, type EtcdCluster } from '../test/etcd.js';
 import { freePort, httpsRequest } from '../test/helpers.js';
@@ -188,7 +189,7 @@ const startManager = async (
   // The manager's log stays with the figures (the data dir is removed at the end).
   const log = openSync(join(OUT, `manager-${store}.log`), 'a');
   const prof = values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${join(OUT, `prof-${store}`)}`] : [];
-  const child = spawn(process.execPath, [...prof, CLI, 'daemon', '--data-dir', dir], { stdio: ['ignore', log, log] });
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...prof, CLI, 'daemon', '--data-dir', dir], { stdio: ['ignore', log, log] });
   closeSync(log);
   const client = new ShoalClient({ hosts: [addr], token: dd.credentials.adminToken, ca: readNodeTls(dir).ca });
   await until('the manager ready', async () => ((await client.listNodes()).some((n) => n.id === dd.config.nodeId && n.status === 'ready') ? true : undefined));

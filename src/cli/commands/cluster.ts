@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { createLogger } from '../../lib/logger.js';
 import { sleep } from '../../lib/abort.js';
-import { connectAddress, runNode, runningPid } from '../../manager/daemon.js';
+import { DAEMON_NODE_FLAGS, connectAddress, runNode, runningPid } from '../../manager/daemon.js';
 import { DEFAULT_LISTEN_ADDR, dataPaths, initDataDir, readDataDir, readNodeConfig, readNodeTls, writeJoinedDataDir, type RuntimeName, type StoreTls } from '../../manager/data-dir.js';
 import { newSecret } from '../../lib/ids.js';
 import { secretDigest } from '../../lib/secrets.js';
@@ -143,7 +143,7 @@ const spawnDetached = async (dataDir: string, isReady: (child: { exited: boolean
   rmSync(paths.ready, { force: true });
   const log = openSync(paths.log, 'a', 0o600);
   const main = fileURLToPath(new URL('../main.js', import.meta.url));
-  const child = spawn(process.execPath, [main, 'daemon', '--data-dir', dataDir], { detached: true, stdio: ['ignore', log, log], env: process.env });
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, main, 'daemon', '--data-dir', dataDir], { detached: true, stdio: ['ignore', log, log], env: process.env });
   closeSync(log);
   const state = { exited: false };
   child.on('exit', () => (state.exited = true));
