@@ -340,6 +340,7 @@ describe('EtcdStore leadership between two managers (two stores on one prefix)',
       const termB = await wins(pb, TTL_MS + 2_500);
       assert.ok(endedAt > 0 && endedAt < wonAt, `a's term ended ${endedAt - cutAt} ms after the cut, b won ${wonAt - cutAt} ms after it`);
       assert.ok(endedAt - cutAt <= TTL_MS, `a's term ended ${endedAt - cutAt} ms after the cut`);
+      assert.match(String(termA.ended.reason), /etcd has not renewed its lease for \d+ ms/);
       proxy.heal();
       await assert.rejects(termA.store.commit([createNode('late-a')]), isCode('failed_precondition'));
       await termB.term.store.commit([createNode('by-b')]);
@@ -349,6 +350,29 @@ describe('EtcdStore leadership between two managers (two stores on one prefix)',
       proxy.heal();
       await close();
       await proxy.close();
+    }
+  });
+  it('keeps a term through event-loop stalls when the keepalives were answered during them', async () => {
+    const { a, close } = twoStores();
+    const ctl = new AbortController();
+    try {
+      const termA = (await wins(campaign(a, 'a', ctl.signal), 3_000)).term;
+      // Every turn of the loop holds the thread 600 ms (more than a keepalive period, a third of the TTL), as a busy
+      // manager does. etcd answers each keepalive while the thread is held; the answer is read in the next turn's I/O
+      // phase, which comes after that turn's timers: the lease is renewed, but the watchdog's timer sees it late.
+      const until = Date.now() + 3 * TTL_MS;
+      while (Date.now() < until && !termA.ended.aborted) {
+        await new Promise((r) => setImmediate(r));
+        const held = Date.now() + 600;
+        while (Date.now() < held) {
+          // held up
+        }
+      }
+      assert.equal(termA.ended.aborted, false, String(termA.ended.reason));
+      await termA.store.commit([createNode('still-a')]);
+    } finally {
+      ctl.abort();
+      await close();
     }
   });
 });

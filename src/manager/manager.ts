@@ -263,7 +263,8 @@ const runLeadership = async (
         break;
       }
       managers.leader = undefined;
-      logger.warn('leadership lost; campaigning again');
+      const why = term.ended.reason instanceof Error ? { reason: term.ended.reason.message } : {};
+      logger.warn('leadership lost; campaigning again', why);
     }
   } finally {
     following.abort();

@@ -1,7 +1,7 @@
 // Leadership through etcd: a candidate holds a lease and creates the leader key on it; it leads while that key,
 // created at a known revision, exists. Commits of its term compare the key's create revision, so a deposed leader
 // can write nothing even before it notices (fencing); the term also ends locally once keepalives go unanswered for
-// two thirds of the TTL, so a leader cut off from etcd stops acting before its lease can expire on the server.
+// most of the TTL (LOCAL_LEASE_SHARE), so a leader cut off from etcd stops acting before its lease can expire on the server.
 
 import { performance } from 'node:perf_hooks';
 import { EtcdLeaseInvalidError } from 'etcd3';
@@ -170,14 +170,30 @@ const startTerm = (
   let watchdog: NodeJS.Timeout | undefined;
   const arm = (): void => {
     clearTimeout(watchdog);
-    const why = `etcd has not renewed its lease for ${Math.round(localLeaseMs)} ms`;
-    watchdog = setTimeout(() => void end('revoke', why).catch(() => undefined), kept.renewedAt + localLeaseMs - performance.now());
+    watchdog = setTimeout(expire, kept.renewedAt + localLeaseMs - performance.now());
+  };
+  // Timers run before I/O in a turn of the event loop: after a long synchronous stretch, the answer to a keepalive sent
+  // before it may still wait unread. Judge the lease after this turn's I/O (an immediate runs after it), when that
+  // answer has moved renewedAt on (and re-armed the watchdog).
+  const expire = (): void => {
+    const firedAt = performance.now();
+    setImmediate(() => {
+      if (ended.signal.aborted) return;
+      if (performance.now() < kept.renewedAt + localLeaseMs) return arm();
+      const late = Math.round(firedAt - (kept.renewedAt + localLeaseMs));
+      const why = `etcd has not renewed its lease for ${Math.round(localLeaseMs)} ms (the check ran ${late} ms late)`;
+      void end('revoke', why).catch(() => undefined);
+    });
   };
   const onLost = (): void => void end('release', 'its lease expired or was revoked');
   const onAbort = (): void => void end('revoke', 'its campaign was stopped').catch(() => undefined);
   const onClose = (): void => void end('release', 'the store was closed');
 
-  /** Ends the term once; 'revoke' also deletes the leader key now, 'release' leaves the lease to expire. */
+  function endedError(): ShoalError {
+    return new ShoalError('failed_precondition', `the leadership of '${candidate}' ended (${reason || 'its leader key is gone'}): nothing was written`);
+  }
+
+  /** Ends the term once (the signal's reason says why); 'revoke' also deletes the leader key now, 'release' leaves the lease to expire. */
   async function end(how: 'revoke' | 'release', why: string): Promise<void> {
     if (ended.signal.aborted) return;
     reason = why;
@@ -186,7 +202,7 @@ const startTerm = (
     lease.off('lost', onLost);
     t.signal.removeEventListener('abort', onAbort);
     conn.closed.removeEventListener('abort', onClose);
-    ended.abort();
+    ended.abort(endedError());
     if (how === 'release' || conn.closed.aborted) {
       lease.release();
       return;
@@ -204,8 +220,7 @@ const startTerm = (
     createRevision: t.createRevision,
     ended: ended.signal,
     end: () => void end('revoke', 'etcd no longer holds its leader key').catch(() => undefined),
-    endedError: () =>
-      new ShoalError('failed_precondition', `the leadership of '${candidate}' ended (${reason || 'its leader key is gone'}): nothing was written`),
+    endedError,
   };
   return { store: deps.termStore(fence), ended: ended.signal, resign: () => end('revoke', 'it resigned') };
 };
