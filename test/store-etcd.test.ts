@@ -131,6 +131,31 @@ describe('EtcdStore', () => {
     }
   });
 
+  it('sends an interactive commit ahead of background commits already queued', async () => {
+    // etcd held back by a proxy: every commit is sent or queued by the time the interactive one comes.
+    const proxy = await startProxy(single.endpoints[0]!);
+    const prefix = uniquePrefix();
+    const store = EtcdStore.open({ endpoints: [proxy.endpoint], prefix });
+    try {
+      await store.revision(); // connected
+      proxy.cut();
+      const background = Array.from({ length: 40 }, (_, i) => store.commit([createNode(`bg${i}`)], { background: true }));
+      await new Promise((r) => setTimeout(r, 100));
+      const pending = store.commit([createNode('api')]);
+      await new Promise((r) => setTimeout(r, 100));
+      proxy.heal();
+      const interactive = await pending;
+      const after = (await Promise.all(background)).filter((r) => r.revision > interactive.revision).length;
+      // A few commits are at etcd at once; the interactive one waits only for the first of them to be answered.
+      assert.ok(after >= 30, `only ${after} of 40 background commits were written after the interactive one`);
+    } finally {
+      proxy.heal();
+      await store.close();
+      await proxy.close();
+      await admin.delete().prefix(prefix);
+    }
+  });
+
   it('takes maxOpsPerCommit ops in one commit, also through a term, on a default etcd', async () => {
     const prefix = uniquePrefix();
     const store = EtcdStore.open({ endpoints: single.endpoints, prefix });

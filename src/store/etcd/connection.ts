@@ -12,6 +12,7 @@ import type { IOptions } from 'etcd3';
 import { ShoalError } from '../../core/index.js';
 import type { ErrorCode } from '../../core/index.js';
 import { backoffDelay } from '../../lib/backoff.js';
+import { Slots } from '../../lib/slots.js';
 
 /** TLS material of the etcd client, as PEM text. */
 export interface EtcdTls {
@@ -35,8 +36,18 @@ const LIMIT_HINTS: [RegExp, string][] = [
 /** Further failures after which a read is worth trying again (possibly on another member). */
 const TRANSIENT = /etcdserver: (leader changed|request timed out|too many requests)/;
 
+/**
+ * Commits sent to etcd and not yet answered, at most. etcd renews a lease only once it has applied every write it
+ * had committed, so a deep pipeline of large transactions delays renewals by however long applying it takes:
+ * bench/scale, sending every commit at once, lost the leader lease again and again (etcd let it expire) while
+ * 1,000 nodes reported. Queued commits go out interactive first, background (controllers, reports) after.
+ */
+const MAX_COMMITS_IN_FLIGHT = 4;
+
 export class EtcdConnection {
   readonly client: Etcd3;
+  /** Shared by the store and its term stores: they write through one client. */
+  readonly commits = new Slots(MAX_COMMITS_IN_FLIGHT);
   /** Aborts when the store is closed: watches and terms end on it. */
   private readonly closing = new AbortController();
 

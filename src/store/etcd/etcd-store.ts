@@ -135,8 +135,8 @@ export class EtcdStore implements Store {
     return Number(res.header.revision);
   }
 
-  /** Every write goes to etcd at once (it pipelines them), so there is no queue to order by priority. */
-  async commit(ops: Op[], _opts?: CommitOptions): Promise<CommitResult> {
+  /** At most a few commits are at etcd at once (EtcdConnection.commits); queued ones go interactive first. */
+  async commit(ops: Op[], opts?: CommitOptions): Promise<CommitResult> {
     // A term's store says its term ended even when the store's closing ended it.
     if (this.fence?.ended.aborted) throw this.fence.endedError();
     this.conn.assertOpen();
@@ -157,7 +157,11 @@ export class EtcdStore implements Store {
       .then(...planned.map(({ key, json }) => (json === undefined ? this.client.delete().key(key) : this.client.put(key).value(json))))
       .else(...compares.map(([key]) => this.client.get(key)));
 
-    const res = await this.conn.call('commit', 'write', (o) => txn.options(o).commit());
+    const res = await this.conn.commits.run(() => {
+      // The term may have ended while the commit waited: etcd would refuse it anyway (the leader key compare).
+      if (this.fence?.ended.aborted) throw this.fence.endedError();
+      return this.conn.call('commit', 'write', (o) => txn.options(o).commit());
+    }, opts?.background ?? false);
     if (!res.succeeded) throw this.refusal(planned, res);
     return {
       revision: Number(res.header.revision),
