@@ -251,6 +251,32 @@ describe('WorkQueue', () => {
     );
   });
 
+  it('lets many keys settle at once on its signal without a listener-leak warning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.name);
+    process.on('warning', onWarning);
+    const settles: (() => void)[] = [];
+    // As a controller does: each key settles by waiting, with the queue's signal, for something to come.
+    const reconcile: Reconcile = async (_key, signal) => ({
+      settled: new Promise<void>((resolve) => {
+        const onAbort = (): void => resolve();
+        signal.addEventListener('abort', onAbort, { once: true });
+        settles.push(() => (signal.removeEventListener('abort', onAbort), resolve()));
+      }),
+    });
+    try {
+      await withQueue(reconcile, async (queue) => {
+        for (let i = 0; i < 20; i++) queue.add(`k${i}`);
+        await waitUntil(() => settles.length === 20, 'every key to be settling');
+        for (const settle of settles) settle();
+      });
+      await sleep(10); // warnings are emitted on the next tick
+      assert.deepEqual(warnings.filter((n) => n === 'MaxListenersExceededWarning'), []);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('returns at once when run with an aborted signal', async () => {
     const { runs, reconcile } = counter();
     const queue = new WorkQueue('test', reconcile, { logger: silentLogger });

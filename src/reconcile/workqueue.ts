@@ -1,6 +1,7 @@
 // A keyed work queue for level-triggered controllers: keys are deduplicated, a key is never processed
 // twice at once, a key added while it is being processed runs again afterwards, and failures back off.
 
+import { setMaxListeners } from 'node:events';
 import { backoffDelay } from '../lib/backoff.js';
 import type { Logger } from '../lib/logger.js';
 
@@ -56,6 +57,9 @@ export class WorkQueue {
 
   /** Processes keys until the signal aborts. */
   async run(signal: AbortSignal): Promise<void> {
+    // Every key settling waits on this signal (e.g. Cache.waitFor's abort listener), as many at once as keys settle:
+    // up to one per service, each removed when it settles. Node warns of a leak past 10 listeners; this is not one.
+    setMaxListeners(0, signal);
     const workers = Array.from({ length: this.opts.concurrency ?? 4 }, () => this.worker(signal));
     signal.addEventListener('abort', () => this.close(), { once: true });
     await Promise.all(workers);
