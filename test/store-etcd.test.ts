@@ -139,15 +139,15 @@ describe('EtcdStore', () => {
     try {
       await store.revision(); // connected
       proxy.cut();
-      const background = Array.from({ length: 40 }, (_, i) => store.commit([createNode(`bg${i}`)], { background: true }));
+      const background = Array.from({ length: 100 }, (_, i) => store.commit([createNode(`bg${i}`)], { background: true }));
       await new Promise((r) => setTimeout(r, 100));
       const pending = store.commit([createNode('api')]);
       await new Promise((r) => setTimeout(r, 100));
       proxy.heal();
       const interactive = await pending;
       const after = (await Promise.all(background)).filter((r) => r.revision > interactive.revision).length;
-      // A few commits are at etcd at once; the interactive one waits only for the first of them to be answered.
-      assert.ok(after >= 30, `only ${after} of 40 background commits were written after the interactive one`);
+      // 16 commits are at etcd at once; the interactive one waits only for the first of them to be answered.
+      assert.ok(after >= 80, `only ${after} of 100 background commits were written after the interactive one`);
     } finally {
       proxy.heal();
       await store.close();
@@ -234,6 +234,45 @@ describe('EtcdStore watch', () => {
       ctl.abort();
       await Promise.all([writer.close(), watcher.close()]);
       await proxy.close();
+    }
+  });
+
+  it('delivers each delete with the object as last stored, in order among the puts around it', async () => {
+    const prefix = uniquePrefix();
+    const store = EtcdStore.open({ endpoints: single.endpoints, prefix });
+    const ctl = new AbortController();
+    try {
+      const from = (await store.revision()) + 1;
+      const expected: string[] = [];
+      // Rounds of: create 3 nodes, update one, delete two in one commit (their last values are read back), a put after.
+      for (let round = 0; round < 20; round++) {
+        const ids = [0, 1, 2].map((i) => `r${round}-n${i}`);
+        const created = await store.commit(ids.map(createNode));
+        expected.push(...ids.map((id) => `${created.revision}:put:${id}:v1`));
+        const [a, b] = created.objects as [Node, Node, Node];
+        const updated = await store.commit([{ op: 'update', object: { ...a, spec: { ...a.spec, labels: { round: String(round) } } } }]);
+        expected.push(`${updated.revision}:put:${a.id}:v2`);
+        const removed = await store.commit([
+          { op: 'delete', kind: 'node', id: a.id, version: 2 },
+          { op: 'delete', kind: 'node', id: b.id, version: 1 },
+        ]);
+        expected.push(`${removed.revision}:delete:${a.id}:v2`, `${removed.revision}:delete:${b.id}:v1`);
+        const later = await store.commit([createNode(`r${round}-after`)]);
+        expected.push(`${later.revision}:put:r${round}-after:v1`);
+      }
+      const seen: string[] = [];
+      for await (const batch of store.watch({ fromRevision: from, signal: ctl.signal })) {
+        for (const e of batch) {
+          seen.push(`${e.revision}:${e.type}:${e.id}:v${e.object.meta.version}`);
+          if (e.type === 'delete' && e.object.meta.version === 2) assert.equal((e.object as Node).spec.labels.round, e.id.split('-')[0]?.slice(1));
+        }
+        if (seen.length >= expected.length) break;
+      }
+      assert.deepEqual(seen, expected);
+    } finally {
+      ctl.abort();
+      await store.close();
+      await admin.delete().prefix(prefix);
     }
   });
 

@@ -163,10 +163,14 @@ export class EtcdStore implements Store {
       return this.conn.call('commit', 'write', (o) => txn.options(o).commit());
     }, opts?.background ?? false);
     if (!res.succeeded) throw this.refusal(planned, res);
+    let objects: (StoredObject | undefined)[] | undefined;
     return {
       revision: Number(res.header.revision),
-      // Parsed from what was written: copies, never the caller's objects.
-      objects: planned.map(({ json }) => (json === undefined ? undefined : (JSON.parse(json) as StoredObject))),
+      // Parsed from what was written (copies, never the caller's objects), on first read: most writers (controllers,
+      // status reports) only need the revision, and at scale parsing every object back was 4% of the main thread.
+      get objects() {
+        return (objects ??= planned.map(({ json }) => (json === undefined ? undefined : (JSON.parse(json) as StoredObject))));
+      },
     };
   }
 

@@ -1,6 +1,11 @@
-// Store watches on etcd: one etcd watch over the store's prefix (with previous values), its events grouped into one
-// batch per revision (etcd sends a revision's events together unless asked to fragment, which we never do),
-// filtered by kind and queued for the consumer in order.
+// Store watches on etcd: one etcd watch over the store's prefix, its events grouped into one batch per revision (etcd
+// sends a revision's events together unless asked to fragment, which we never do), filtered by kind and queued for
+// the consumer in order.
+//
+// A delete event carries the object as last stored. The watch does not ask etcd for previous values (prev_kv): etcd
+// reads one for every event of such a watch, put or delete, one after another as it sends them, and at scale that
+// read is what bounds the watch (bench/scale: the cache 2-5 s behind the writes). A batch with deletes reads their
+// last values itself, in one transaction at the revision before, and waits in the queue until they are in.
 //
 // Invariant: `cursor` is the first revision not yet queued; everything below it was queued once, in order. After a
 // reconnect etcd3 re-creates the watch from its own idea of the revision, which can lie past events still owed
@@ -8,7 +13,7 @@
 // again is dropped. A consumer that falls behind by more than `queueChars` pauses the etcd watch, which resumes
 // from `cursor` once the queue has drained: etcd keeps the history, memory stays bounded.
 
-import type { IEvent, IWatchResponse, Watcher } from 'etcd3';
+import type { IWatchResponse, Watcher } from 'etcd3';
 import type { Kind, StoredObject } from '../../core/index.js';
 import { ShoalError } from '../../core/index.js';
 import type { WatchEvent, WatchOptions } from '../store.js';
@@ -49,8 +54,13 @@ export async function* watchStore(deps: WatchDeps, opts: WatchOptions): AsyncGen
 
 /** One revision's events, queued. */
 interface Queued {
+  revision: number;
   events: WatchEvent[];
   chars: number;
+  /** While the last values of the batch's deletes are being read: settles (never rejects) once they are in or failed. */
+  reading?: Promise<void>;
+  /** The reads failed: the batch can never be delivered (the watch has failed). */
+  unreadable?: boolean;
 }
 
 /** The etcd side of one store watch and the queue between it and the consumer. */
@@ -82,8 +92,13 @@ class Feed {
   async next(): Promise<WatchEvent[] | undefined> {
     for (;;) {
       if (this.stopped) return undefined;
-      const next = this.dequeue();
-      if (next !== undefined) return next.events;
+      const head = this.queue[this.head];
+      if (head?.reading) {
+        await Promise.race([head.reading, new Promise<void>((resolve) => (this.wake = resolve))]);
+        this.wake = undefined;
+        continue;
+      }
+      if (head !== undefined && !head.unreadable) return this.dequeue()?.events;
       if (this.failure) throw this.failure;
       // Paused for backpressure and now drained: follow etcd again from where the queue ended.
       if (this.watcher === undefined) this.subscribe();
@@ -113,7 +128,7 @@ class Feed {
 
   private subscribe(): void {
     // watcher() rather than create(): listeners must be attached before the first response can arrive.
-    const w = this.deps.conn.client.watch().prefix(this.deps.keys.prefix).withPreviousKV().startRevision(String(this.cursor)).watcher();
+    const w = this.deps.conn.client.watch().prefix(this.deps.keys.prefix).startRevision(String(this.cursor)).watcher();
     this.watcher = w;
     w.on('data', (res) => this.watcher === w && this.receive(res));
     w.on('connected', () => this.watcher === w && this.clearOutage());
@@ -137,30 +152,14 @@ class Feed {
   }
 
   private receive(res: IWatchResponse): void {
-    let batch: Queued | undefined;
-    let revision = 0;
-    const flush = (): void => {
-      if (batch === undefined) return;
-      if (batch.events.length > 0) {
-        this.queue.push(batch);
-        this.queuedChars += batch.chars;
-      }
-      this.cursor = revision + 1;
-      batch = undefined;
-    };
     try {
-      for (const ev of res.events) {
-        const rev = Number(ev.kv.mod_revision);
-        if (rev < this.cursor) continue; // queued before a reconnect
-        if (rev !== revision) flush();
-        revision = rev;
-        batch ??= { events: [], chars: 0 };
-        const event = this.decode(ev, rev);
-        if (event === undefined) continue;
-        batch.events.push(event);
-        batch.chars += ev.kv.value.length + (ev.prev_kv?.value.length ?? 0);
+      for (const batch of this.batches(res)) {
+        if (batch.events.length > 0) {
+          this.queue.push(batch);
+          this.queuedChars += batch.chars;
+        }
+        this.cursor = batch.revision + 1;
       }
-      flush();
     } catch (e) {
       this.fail(e instanceof ShoalError ? e : new ShoalError('internal', `${this.deps.conn.where}: unreadable watch event: ${(e as Error).message}`));
     }
@@ -168,22 +167,80 @@ class Feed {
     this.wake?.();
   }
 
-  /** A store event from an etcd event; undefined for keys that are not objects or not of the watched kinds. */
-  private decode(ev: IEvent, revision: number): WatchEvent | undefined {
-    const target = this.deps.keys.parse(ev.kv.key.toString());
-    if (target === undefined || (this.kinds !== undefined && !this.kinds.has(target.kind))) return undefined;
-    const parse = (value: Buffer): StoredObject => JSON.parse(value.toString()) as StoredObject;
-    const base = { revision, kind: target.kind as Kind, id: target.id };
-    if (ev.type === 'Put') return { ...base, type: 'put', object: parse(ev.kv.value) };
-    // A delete carries the object as last stored: the previous value, which etcd reads at revision - 1 and omits
-    // silently when that was compacted away.
-    if (!ev.prev_kv) {
-      throw new ShoalError(
-        'failed_precondition',
-        `cannot watch revision ${revision} of ${this.deps.conn.where}: the last value of deleted ${target.kind} '${target.id}' was compacted; re-list and watch from the list's revision + 1`,
-      );
+  /**
+   * One batch per revision of a response, in order, with its puts' objects parsed (one JSON.parse over all of them
+   * is much cheaper than one per value) and its deletes' objects being read (readLastValues). Throws, before any
+   * batch is queued, when a value is unreadable.
+   */
+  private batches(res: IWatchResponse): Queued[] {
+    const batches: Queued[] = [];
+    const puts: WatchEvent[] = [];
+    const values: string[] = [];
+    const deletes: { batch: Queued; deleted: { event: WatchEvent; key: Buffer }[] }[] = [];
+    for (const ev of res.events) {
+      const revision = Number(ev.kv.mod_revision);
+      if (revision < this.cursor) continue; // queued before a reconnect
+      let batch = batches.at(-1);
+      if (batch?.revision !== revision) batches.push((batch = { revision, events: [], chars: 0 }));
+      const target = this.deps.keys.parse(ev.kv.key.toString());
+      if (target === undefined || (this.kinds !== undefined && !this.kinds.has(target.kind))) continue;
+      // The object is filled in below (puts) or by readLastValues (deletes).
+      const event: WatchEvent = { revision, type: ev.type === 'Put' ? 'put' : 'delete', kind: target.kind as Kind, id: target.id, object: undefined as unknown as StoredObject };
+      batch.events.push(event);
+      batch.chars += ev.kv.value.length;
+      if (event.type === 'put') {
+        puts.push(event);
+        values.push(ev.kv.value.toString());
+        continue;
+      }
+      const last = deletes.at(-1);
+      if (last?.batch === batch) last.deleted.push({ event, key: ev.kv.key });
+      else deletes.push({ batch, deleted: [{ event, key: ev.kv.key }] });
     }
-    return { ...base, type: 'delete', object: parse(ev.prev_kv.value) };
+    if (puts.length > 0) {
+      const objects = JSON.parse(`[${values.join(',')}]`) as StoredObject[];
+      for (const [i, event] of puts.entries()) event.object = objects[i] as StoredObject;
+    }
+    for (const { batch, deleted } of deletes) batch.reading = this.readLastValues(batch, deleted);
+    return batches;
+  }
+
+  /**
+   * Reads what the deletes of `batch` deleted, as stored at the revision before (one read-only transaction), into
+   * their events. etcd keeps that value while the delete itself is in its history, but a compaction can land between
+   * the event and the read: then, as on any failure, the batch stays undeliverable and the watch fails, with
+   * `failed_precondition` for a compaction so the consumer re-lists.
+   */
+  private async readLastValues(batch: Queued, deleted: { event: WatchEvent; key: Buffer }[]): Promise<void> {
+    const { conn } = this.deps;
+    const at = batch.revision - 1;
+    const what = `read the last values of the objects deleted at revision ${batch.revision}`;
+    try {
+      const res = await conn.call(what, 'read', (o) =>
+        conn.client.kv.txn({ success: deleted.map(({ key }) => ({ request_range: { key, revision: String(at) } })) }, o),
+      );
+      for (const [i, { event }] of deleted.entries()) {
+        const kv = res.responses[i]?.response_range.kvs[0];
+        if (kv === undefined) throw new ShoalError('internal', `${conn.where}: deleted ${event.kind} '${event.id}' has no value at revision ${at}`);
+        event.object = JSON.parse(kv.value.toString()) as StoredObject;
+        batch.chars += kv.value.length;
+        this.queuedChars += kv.value.length;
+      }
+    } catch (e) {
+      batch.unreadable = true;
+      const err = e instanceof ShoalError ? e : conn.error(e, what, 'read');
+      this.fail(
+        err.code === 'failed_precondition'
+          ? new ShoalError(
+              'failed_precondition',
+              `cannot watch revision ${batch.revision} of ${conn.where}: the last values of the objects it deleted were compacted; re-list and watch from the list's revision + 1`,
+            )
+          : err,
+      );
+    } finally {
+      delete batch.reading;
+      this.wake?.();
+    }
   }
 
   /** etcd canceled the watch: because the revision wanted was compacted (a probe read tells), or worse. */
