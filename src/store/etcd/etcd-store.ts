@@ -27,6 +27,7 @@ import type {
   WatchEvent,
   WatchOptions,
 } from '../store.js';
+import { lazyCommitResult } from '../commit-result.js';
 import { EtcdConnection } from './connection.js';
 import type { EtcdTls } from './connection.js';
 import { DEFAULT_PREFIX, Keys } from './keys.js';
@@ -163,15 +164,9 @@ export class EtcdStore implements Store {
       return this.conn.call('commit', 'write', (o) => txn.options(o).commit());
     }, opts?.background ?? false);
     if (!res.succeeded) throw this.refusal(planned, res);
-    let objects: (StoredObject | undefined)[] | undefined;
-    return {
-      revision: Number(res.header.revision),
-      // Parsed from what was written (copies, never the caller's objects), on first read: most writers (controllers,
-      // status reports) only need the revision, and at scale parsing every object back was 4% of the main thread.
-      get objects() {
-        return (objects ??= planned.map(({ json }) => (json === undefined ? undefined : (JSON.parse(json) as StoredObject))));
-      },
-    };
+    return lazyCommitResult(Number(res.header.revision), () =>
+      planned.map(({ json }) => (json === undefined ? undefined : (JSON.parse(json) as StoredObject))),
+    );
   }
 
   watch(opts: WatchOptions): AsyncIterable<WatchEvent[]> {

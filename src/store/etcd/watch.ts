@@ -3,9 +3,9 @@
 // the consumer in order.
 //
 // A delete event carries the object as last stored. The watch does not ask etcd for previous values (prev_kv): etcd
-// reads one for every event of such a watch, put or delete, one after another as it sends them, and at scale that
-// read is what bounds the watch (bench/scale: the cache 2-5 s behind the writes). A batch with deletes reads their
-// last values itself, in one transaction at the revision before, and waits in the queue until they are in.
+// reads one for every updated key of such a watch, one after another as it sends them (measured: 38,100 updates of
+// 1 KB were not all delivered within 60 s with them, all in 1.8 s without). A batch with deletes reads their last
+// values itself, in one transaction at the revision before, and waits in the queue until they are in.
 //
 // Invariant: `cursor` is the first revision not yet queued; everything below it was queued once, in order. After a
 // reconnect etcd3 re-creates the watch from its own idea of the revision, which can lie past events still owed

@@ -40,6 +40,7 @@ import type {
   WatchEvent,
   WatchOptions,
 } from '../store.js';
+import { lazyCommitResult } from '../commit-result.js';
 import { describeOp, type WireCommit, type WireError, type WireOp, type WireOutcome, type WriterCommand, type WriterConfig, type WriterReply, type WriterRequest } from './sqlite-writer.js';
 
 export interface SqliteStoreOptions {
@@ -385,7 +386,7 @@ export class SqliteStore implements Store {
     const horizon = o.revision - this.keepRevisions;
     if (horizon > this.compactedThrough) this.compactedThrough = horizon;
     this.publish(o);
-    p.resolve(lazyResult(o.revision, o.json));
+    p.resolve(lazyCommitResult(o.revision, () => (JSON.parse(o.json) as WatchEvent[]).map((e) => (e.type === 'delete' ? undefined : e.object))));
   }
 
   private request(req: WriterCommand): Promise<WriterReply> {
@@ -605,20 +606,6 @@ export class SqliteStore implements Store {
     if (b !== undefined) w.bufferedChars -= b.json.length;
   }
 }
-
-/**
- * A commit's result whose objects are parsed from what was stored (never an alias of the caller's input) on first
- * read: most writers (controllers, status reports) only need the revision, and parsing every object is not free.
- */
-const lazyResult = (revision: number, eventsJson: string): CommitResult => {
-  let objects: (StoredObject | undefined)[] | undefined;
-  return {
-    revision,
-    get objects() {
-      return (objects ??= (JSON.parse(eventsJson) as WatchEvent[]).map((e) => (e.type === 'delete' ? undefined : e.object)));
-    },
-  };
-};
 
 /** An op for the writer: the object serialized here (where it was made), without the meta the writer stamps. */
 const toWire = (op: Op): WireOp =>
