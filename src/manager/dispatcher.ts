@@ -41,7 +41,10 @@ export interface DispatcherOptions {
   ca: string;
   /** Called when a session opens or closes, so node health can re-evaluate at once. */
   onSessionChange?: () => void;
-  /** How often every connected node gets its full assignment set again, even without changes (default 30 s). */
+  /**
+   * How often every connected node gets its full assignment set again, even without changes (default 30 s). The
+   * sessions take turns through the period (resendSlice), not all at once.
+   */
   resendMs?: number;
   /** Addresses of every manager, the leader first: each welcome tells the agent where to go if this one is lost. */
   managers: () => string[];
@@ -61,6 +64,11 @@ const ASSIGNMENT_COALESCE_MS = 50;
 const COALESCE_MS_PER_NODE = 0.2;
 /** How long the dispatcher sends to nodes in one turn of the event loop, at most (one node's message may go over). */
 const SEND_SLICE_MS = 10;
+/**
+ * The periodic full-set resend goes round the sessions in this many slices per period, one slice per tick: all at once,
+ * a thousand nodes' sets of a hundred tasks held the event loop for about a second every period.
+ */
+const RESEND_SLICES = 30;
 const CONFLICT_RETRIES = 8;
 
 interface Session {
@@ -157,6 +165,17 @@ const affectsAssignment = (ev: WatchEvent): boolean => {
   return p.desiredState !== t.desiredState || p.nodeId !== t.nodeId || (p.status.state === 'pending') !== (t.status.state === 'pending');
 };
 
+/**
+ * The sessions whose full set is sent again at this tick: the next ceil(n / slices) of `ids` from `cursor`, wrapping
+ * round, and where the next tick starts. Every session is in one of any `slices` ticks in a row.
+ */
+export const resendSlice = (ids: readonly string[], cursor: number, slices: number): { ids: string[]; cursor: number } => {
+  if (ids.length === 0) return { ids: [], cursor: 0 };
+  const start = cursor % ids.length;
+  const n = Math.ceil(ids.length / slices);
+  return { ids: Array.from({ length: n }, (_, i) => ids[(start + i) % ids.length] as string), cursor: (start + n) % ids.length };
+};
+
 /** Tasks an agent is told about: every task placed on its node (pending ones are not placed yet). */
 const assignedTo = (t: Task): boolean => t.status.state !== 'pending' && t.status.state !== 'new';
 
@@ -238,9 +257,12 @@ export class Dispatcher implements HeartbeatSource, LogSource {
         if (p?.nodeId && p.nodeId !== t.nodeId) this.markDirty(p.nodeId, t.id);
       }
     });
+    let cursor = 0;
     const resend = setInterval(() => {
-      for (const id of this.sessions.keys()) this.markDirty(id);
-    }, this.opts.resendMs ?? 30_000);
+      const slice = resendSlice([...this.sessions.keys()], cursor, RESEND_SLICES);
+      cursor = slice.cursor;
+      for (const id of slice.ids) this.markDirty(id);
+    }, (this.opts.resendMs ?? 30_000) / RESEND_SLICES);
     resend.unref();
     const expiry = setInterval(() => {
       const now = this.opts.clock.now();
