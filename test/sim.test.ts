@@ -1,11 +1,13 @@
 // Hollow nodes (sim runtime, many agents in one process) behave like real nodes to the manager: each joins with its own
-// certificate and is ready, a service spreads over them, their status reports are written together, killed ones are
+// certificate and is ready, a service spreads over them, their status reports are written together (and stand for
+// their heartbeats), killed ones are
 // found down one heartbeat period after their sessions break and their tasks are rescheduled on the others, a rolling
 // update completes on them, and they come back with the same identities from their state dir.
 
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { startHollowNodes, type HollowNodes } from '../src/cli/hollow-nodes.js';
 import { silentLogger } from '../src/lib/logger.js';
@@ -92,6 +94,38 @@ describe('hollow nodes', () => {
     }
     assert.ok(revisions.size > 0, 'the tasks were seen running');
     assert.ok(revisions.size < N, `${N} nodes' reports in ${revisions.size} revisions`);
+  });
+
+  it('takes any message as a sign of life: a node busy reporting status sends no heartbeat and stays ready', async () => {
+    const period = 1000;
+    const [busy, idle] = [hollow?.nodes[2], hollow?.nodes[3]];
+    assert.ok(busy && idle);
+    await manager.client.updateCluster({ heartbeatPeriodMs: period });
+    try {
+      // Welcomed again with the new period, the agents restart their heartbeat timers.
+      await sleep(period);
+      const before = { busy: { ...busy.agent.sent }, idle: { ...idle.agent.sent } };
+      // For 4.5 periods (a node is down after 3 silent ones), one of the busy node's containers is stopped out of band
+      // every 200 ms: the node reports the exit and then the restarted task's start, and has no heartbeat to send.
+      const until = Date.now() + 4.5 * period;
+      while (Date.now() < until) {
+        const running = [...busy.runtime.host.containers.values()].find((c) => c.state === 'running');
+        if (running) await busy.runtime.stop(running.id);
+        await sleep(200);
+      }
+      const statuses = busy.agent.sent.status - before.busy.status;
+      const heartbeats = busy.agent.sent.heartbeat - before.busy.heartbeat;
+      assert.ok(statuses >= 10, `the busy node reported ${statuses} times`);
+      // At most the first tick's, when the stops had not started.
+      assert.ok(heartbeats <= 1, `the busy node sent ${heartbeats} heartbeats while it reported ${statuses} times`);
+      assert.ok(idle.agent.sent.heartbeat - before.idle.heartbeat >= 4, 'an idle node heartbeats every period');
+      const nodes = await manager.client.listNodes();
+      assert.equal(nodes.find((n) => n.id === busy.nodeId)?.status, 'ready', 'the busy node is ready: its reports were its heartbeats');
+      assert.ok(nodes.filter((n) => n.id !== manager.nodeId).every((n) => n.status === 'ready'));
+    } finally {
+      await manager.client.updateCluster({ heartbeatPeriodMs: 500 });
+    }
+    await eventually('every task running again', () => allRunning('spread', REPLICAS), 30_000);
   });
 
   it('finds killed hollow nodes down once their broken sessions stay closed for a period, and runs their tasks on the others', async () => {

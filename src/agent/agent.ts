@@ -66,6 +66,10 @@ export class Agent {
   private tls: AgentOptions['tls'];
   /** Aborted by kill(): the agent stops as if it crashed. */
   private readonly killed = new AbortController();
+  /** Messages sent to managers, by type (for tests and diagnostics). */
+  readonly sent: Record<AgentMessage['type'], number> = { hello: 0, heartbeat: 0, status: 0, 'logs-data': 0, 'logs-end': 0 };
+  /** Something went to the manager since the last heartbeat tick: that tick's heartbeat is not needed. */
+  private sentSinceBeat = false;
 
   constructor(private readonly opts: AgentOptions) {
     this.runner = new TaskRunner({ nodeId: opts.nodeId, runtime: opts.runtime, logger: opts.logger, report: (u) => this.queue(u) });
@@ -172,7 +176,7 @@ export class Agent {
             if (outcome.kind !== 'welcomed') this.opts.logger.info('session established', { manager: address });
             outcome = { kind: 'welcomed' };
             clearInterval(heartbeat);
-            heartbeat = setInterval(() => this.send({ type: 'heartbeat' }), m.heartbeatPeriodMs);
+            heartbeat = setInterval(() => this.beat(), m.heartbeatPeriodMs);
             this.send({ type: 'heartbeat' });
             this.flush();
             this.connectedOnce();
@@ -256,7 +260,19 @@ export class Agent {
     const ws = this.socket;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
     ws.send(JSON.stringify(m));
+    this.sent[m.type]++;
+    this.sentSinceBeat = true;
     return true;
+  }
+
+  /**
+   * A heartbeat, unless the agent sent something else since the last tick: the manager takes any message as a sign of
+   * life. At 1,000 hollow nodes converging, heartbeats every period were more than half of what the manager read and a
+   * tenth of the hollow nodes' CPU. The gap between two messages stays under two periods; a node is down after three.
+   */
+  private beat(): void {
+    if (!this.sentSinceBeat) this.send({ type: 'heartbeat' });
+    this.sentSinceBeat = false;
   }
 
   private queue(u: TaskStatusUpdate): void {

@@ -362,9 +362,10 @@ export class Dispatcher implements HeartbeatSource, LogSource {
       }
       if (this.sessions.get(nodeId) !== session) return;
       const s = session;
+      // Every message is a sign of life: an agent heartbeats only in a period it sent nothing else (protocol 3).
+      this.heartbeats.set(nodeId, this.opts.clock.now());
       switch (m.type) {
         case 'heartbeat':
-          this.heartbeats.set(nodeId, this.opts.clock.now());
           break;
         case 'status':
           this.report(nodeId, m.updates);

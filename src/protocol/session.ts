@@ -3,7 +3,11 @@
 import type { DesiredState, NodeDescription, NodeRole, Task, TaskState } from '../core/index.js';
 
 export const SESSION_PATH = '/v1/session';
-export const SESSION_PROTOCOL_VERSION = 2;
+/**
+ * 3: every message from the agent is a sign of life, and the agent heartbeats only in a period it sent nothing else (a
+ * manager of protocol 2 counted heartbeats alone, and would find a node busy reporting status down).
+ */
+export const SESSION_PROTOCOL_VERSION = 3;
 
 /** The TLS server name in every manager's certificate: clients check it whatever address they dialled. */
 export const MANAGER_TLS_NAME = 'shoal-manager';
@@ -45,6 +49,7 @@ export interface HelloMessage {
   nodeId: string;
   description: NodeDescription;
 }
+/** Sent once per heartbeat period in which the agent sent nothing else: any message says the node lives. */
 export interface HeartbeatMessage {
   type: 'heartbeat';
 }
