@@ -1,6 +1,6 @@
 // Hollow nodes (sim runtime, many agents in one process) behave like real nodes to the manager: each joins with its own
 // certificate and is ready, a service spreads over them, their status reports are written together (and stand for
-// their heartbeats), killed ones are
+// their heartbeats), each node's set is checked with a digest, killed ones are
 // found down one heartbeat period after their sessions break and their tasks are rescheduled on the others, a rolling
 // update completes on them, and they come back with the same identities from their state dir.
 
@@ -126,6 +126,27 @@ describe('hollow nodes', () => {
       await manager.client.updateCluster({ heartbeatPeriodMs: 500 });
     }
     await eventually('every task running again', () => allRunning('spread', REPLICAS), 30_000);
+  });
+
+  it("checks each node's set with a digest: an intact set asks for nothing, one with a task too many gets the whole set", async () => {
+    const nodes = hollow?.nodes ?? [];
+    const odd = nodes[4];
+    assert.ok(odd);
+    // Every node is checked within 30 s; with 8 nodes, one a second. Wait for two rounds of checks.
+    const before = nodes.map((n) => n.agent.received['assignments-check']);
+    await eventually('every node checked twice', () => nodes.every((n, i) => n.agent.received['assignments-check'] >= (before[i] ?? 0) + 2), 30_000);
+    assert.deepEqual(nodes.map((n) => n.agent.sent['assignments-request']), nodes.map(() => 0), 'intact sets ask for nothing');
+    const wholeSets = odd.agent.received.assignments;
+    // The node takes on a task the manager never gave it (as a lost removal would leave it): it runs it.
+    const stray = { id: 'stray-task', serviceId: 'stray', serviceName: 'stray', slot: 1, nodeId: odd.nodeId, serviceVersion: 1, desiredState: 'running' as const, state: 'assigned' as const, containerId: '', spec: (await manager.client.inspectService('spread')).spec.task };
+    odd.agent.runner.updateAssignments([stray], []);
+    const strayRunning = (): boolean => [...odd.runtime.host.containers.values()].some((c) => c.taskId === stray.id && c.state === 'running');
+    await eventually('the stray task running', strayRunning);
+    // At its next check the node finds its set differs, asks for the whole set, and stops and removes the stray.
+    await eventually('the stray task gone', () => ![...odd.runtime.host.containers.values()].some((c) => c.taskId === stray.id), 30_000);
+    assert.equal(odd.agent.sent['assignments-request'], 1);
+    assert.equal(odd.agent.received.assignments, wholeSets + 1, 'the whole set, once');
+    await eventually('every task running', () => allRunning('spread', REPLICAS));
   });
 
   it('finds killed hollow nodes down once their broken sessions stay closed for a period, and runs their tasks on the others', async () => {

@@ -67,7 +67,9 @@ export class Agent {
   /** Aborted by kill(): the agent stops as if it crashed. */
   private readonly killed = new AbortController();
   /** Messages sent to managers, by type (for tests and diagnostics). */
-  readonly sent: Record<AgentMessage['type'], number> = { hello: 0, heartbeat: 0, status: 0, 'logs-data': 0, 'logs-end': 0 };
+  readonly sent: Record<AgentMessage['type'], number> = { hello: 0, heartbeat: 0, status: 0, 'logs-data': 0, 'logs-end': 0, 'assignments-request': 0 };
+  /** Messages received from managers, by type (for tests and diagnostics). */
+  readonly received: Record<ManagerMessage['type'], number> = { welcome: 0, assignments: 0, 'assignments-update': 0, 'assignments-check': 0, 'logs-request': 0, 'logs-cancel': 0 };
   /** Something went to the manager since the last heartbeat tick: that tick's heartbeat is not needed. */
   private sentSinceBeat = false;
 
@@ -165,11 +167,12 @@ export class Agent {
       ws.on('message', (data) => {
         let m: ManagerMessage;
         try {
-          m = parseMessage<ManagerMessage>(rawText(data), ['welcome', 'assignments', 'assignments-update', 'logs-request', 'logs-cancel']);
+          m = parseMessage<ManagerMessage>(rawText(data), ['welcome', 'assignments', 'assignments-update', 'assignments-check', 'logs-request', 'logs-cancel']);
         } catch (e) {
           this.opts.logger.warn('bad message from manager', { error: e, manager: address });
           return;
         }
+        this.received[m.type]++;
         switch (m.type) {
           case 'welcome':
             // A later welcome in the same session brings a new heartbeat period (or manager list).
@@ -193,6 +196,9 @@ export class Agent {
             break;
           case 'assignments-update':
             this.runner.updateAssignments(m.tasks, m.removed);
+            break;
+          case 'assignments-check':
+            if (!this.runner.check(m.tasks)) this.send({ type: 'assignments-request' });
             break;
           case 'logs-request':
             this.serveLogs(m);

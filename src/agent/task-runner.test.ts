@@ -1,5 +1,6 @@
 // The TaskRunner against the real exec runtime (plain processes in a temp dir): a report the manager lost (its
-// assignments show the task behind what the node reported) is said again, and only then; an update of the set (as
+// assignments, or a digest of them, show the task behind what the node reported) is said again, and only then; a
+// digest matches only the same tasks with the same desired states; an update of the set (as
 // opposed to a whole set) starts what it adds, stops what it changes to shutdown and removes what it removes.
 
 import assert from 'node:assert/strict';
@@ -69,6 +70,23 @@ describe('TaskRunner', () => {
     // The manager shows the task as starting: the running report never landed (a deposed leader got it).
     runner.setAssignments([task('starting')]);
     assert.deepEqual(reports, [running], 'the last report, again, at once');
+  });
+
+  it('checks a digest of the set: same tasks and desired states match; a lost report is said again; a difference does not match', () => {
+    // The set now holds task-1, running, desired running (the test above).
+    const said = (): string[][] => reports.map((r) => [r.taskId, r.state]);
+    reports.length = 0;
+    assert.equal(runner.check([['task-1', 'running', 'running']]), true);
+    assert.deepEqual(said(), [], 'nothing to say again');
+    // The digest shows the task behind its last report: the report is said again, and the sets still match.
+    assert.equal(runner.check([['task-1', 'starting', 'running']]), true);
+    assert.deepEqual(said(), [['task-1', 'running']]);
+    reports.length = 0;
+    assert.equal(runner.check([['task-1', 'running', 'shutdown']]), false, 'another desired state');
+    assert.equal(runner.check([]), false, 'a task fewer');
+    assert.equal(runner.check([['task-1', 'running', 'running'], ['task-2', 'assigned', 'running']]), false, 'a task more');
+    assert.equal(runner.check([['task-2', 'running', 'running']]), false, 'another task');
+    assert.deepEqual(said(), [], 'a check changes nothing it runs and reports nothing new');
   });
 });
 

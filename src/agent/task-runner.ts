@@ -8,7 +8,7 @@
 // passes, then is `running`; once the check says unhealthy, the container is stopped and the task `failed`, so the
 // manager's restart policy replaces it. Health changes arrive as runtime events (the agent touches the task).
 
-import { isTerminal, stateRank, type TaskState } from '../core/index.js';
+import { isTerminal, stateRank, type DesiredState, type TaskState } from '../core/index.js';
 import type { Logger } from '../lib/logger.js';
 import { wantsContainer, type AssignedTask, type TaskStatusUpdate } from '../protocol/index.js';
 import { RuntimeError, type ContainerConfig, type ContainerInfo, type Runtime } from '../runtime/runtime.js';
@@ -77,16 +77,25 @@ export class TaskRunner {
     }
   }
 
+  /**
+   * Compares a digest of the manager's set (assignments-check) with the set held: true when they are the same tasks
+   * with the same desired states. A task the manager shows behind this node's report has its report said again, as
+   * with a whole set.
+   */
+  check(tasks: readonly (readonly [id: string, state: TaskState, desiredState: DesiredState])[]): boolean {
+    let same = tasks.length === this.assigned.size;
+    for (const [id, state, desiredState] of tasks) {
+      if (this.assigned.get(id)?.desiredState !== desiredState) same = false;
+      else this.recorded(id, state);
+    }
+    return same;
+  }
+
   /** Takes one task of the set as the manager sees it now. */
   private assign(t: AssignedTask): void {
     const prev = this.assigned.get(t.id);
     this.assigned.set(t.id, t);
-    // The manager is behind what this node reported: the report was lost (e.g. the leader that got it was deposed
-    // before writing it). Say it again; applying it twice is harmless (reports only move a task forward).
-    const known = this.known.get(t.id);
-    const last = this.lastReports.get(t.id);
-    if (known !== undefined && last !== undefined && stateRank(t.state) < stateRank(known)) this.opts.report(last);
-    this.bump(t.id, t.state);
+    this.recorded(t.id, t.state);
     // Only what changed needs work: every runtime call is paid for by the Engine, which serializes them.
     // Tasks whose containers change on their own are caught by runtime events and by resync().
     if (!prev || prev.desiredState !== t.desiredState) this.enqueue(t.id);
@@ -121,6 +130,18 @@ export class TaskRunner {
     }
   }
 
+
+  /**
+   * The manager recorded `state` for the task. Behind what this node reported, the report was lost (e.g. the leader
+   * that got it was deposed before writing it): say it again; applying it twice is harmless (reports only move a task
+   * forward).
+   */
+  private recorded(taskId: string, state: TaskState): void {
+    const known = this.known.get(taskId);
+    const last = this.lastReports.get(taskId);
+    if (known !== undefined && last !== undefined && stateRank(state) < stateRank(known)) this.opts.report(last);
+    this.bump(taskId, state);
+  }
 
   private enqueue(taskId: string): void {
     const prev = this.chains.get(taskId) ?? Promise.resolve();

@@ -42,8 +42,9 @@ export interface DispatcherOptions {
   /** Called when a session opens or closes, so node health can re-evaluate at once. */
   onSessionChange?: () => void;
   /**
-   * How often every connected node gets its full assignment set again, even without changes (default 30 s). The
-   * sessions take turns through the period (resendSlice), not all at once.
+   * How often every connected node's set is checked, even without changes (default 30 s): it is sent a digest of its
+   * set (assignments-check) and asks for the whole set if it holds another. The sessions take turns through the period
+   * (resendSlice), not all at once.
    */
   resendMs?: number;
   /** Addresses of every manager, the leader first: each welcome tells the agent where to go if this one is lost. */
@@ -65,11 +66,18 @@ const COALESCE_MS_PER_NODE = 0.2;
 /** How long the dispatcher sends to nodes in one turn of the event loop, at most (one node's message may go over). */
 const SEND_SLICE_MS = 10;
 /**
- * The periodic full-set resend goes round the sessions in this many slices per period, one slice per tick: all at once,
- * a thousand nodes' sets of a hundred tasks held the event loop for about a second every period.
+ * The periodic check goes round the sessions in this many slices per period, one slice per tick: all at once, a
+ * thousand nodes' whole sets of a hundred tasks (what it sent before digests) held the event loop for about a second.
  */
 const RESEND_SLICES = 30;
 const CONFLICT_RETRIES = 8;
+
+/** What a flush sends a node: what changed of its set (or the whole set), and whether a digest of it. */
+interface Due {
+  id: string;
+  what: Set<string> | 'all' | undefined;
+  check: boolean;
+}
 
 interface Session {
   nodeId: string;
@@ -166,7 +174,7 @@ const affectsAssignment = (ev: WatchEvent): boolean => {
 };
 
 /**
- * The sessions whose full set is sent again at this tick: the next ceil(n / slices) of `ids` from `cursor`, wrapping
+ * The sessions whose set is checked at this tick: the next ceil(n / slices) of `ids` from `cursor`, wrapping
  * round, and where the next tick starts. Every session is in one of any `slices` ticks in a row.
  */
 export const resendSlice = (ids: readonly string[], cursor: number, slices: number): { ids: string[]; cursor: number } => {
@@ -212,6 +220,8 @@ export class Dispatcher implements HeartbeatSource, LogSource {
   private readonly dropped = new Map<string, number>();
   /** Nodes to send to at the next flush: the ids of the tasks that changed, or 'all' for the whole set. */
   private readonly dirty = new Map<string, Set<string> | 'all'>();
+  /** Nodes to send a digest of their set at the next flush (after any change of it). */
+  private readonly checks = new Set<string>();
   private flushScheduled = false;
   /** The coalescing window until the next flush, from the size of the last one. */
   private coalesceMs = ASSIGNMENT_COALESCE_MS;
@@ -261,7 +271,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     const resend = setInterval(() => {
       const slice = resendSlice([...this.sessions.keys()], cursor, RESEND_SLICES);
       cursor = slice.cursor;
-      for (const id of slice.ids) this.markDirty(id);
+      for (const id of slice.ids) this.markCheck(id);
     }, (this.opts.resendMs ?? 30_000) / RESEND_SLICES);
     resend.unref();
     const expiry = setInterval(() => {
@@ -335,7 +345,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     ws.on('message', (data) => {
       let m: AgentMessage;
       try {
-        m = parseMessage<AgentMessage>(rawText(data), ['hello', 'heartbeat', 'status', 'logs-data', 'logs-end']);
+        m = parseMessage<AgentMessage>(rawText(data), ['hello', 'heartbeat', 'status', 'logs-data', 'logs-end', 'assignments-request']);
       } catch (e) {
         log.warn('bad message from agent', { error: e });
         return;
@@ -376,6 +386,11 @@ export class Dispatcher implements HeartbeatSource, LogSource {
         case 'logs-end':
           s.logs.get(m.requestId)?.end(m.error);
           s.logs.delete(m.requestId);
+          break;
+        case 'assignments-request':
+          // The node holds another set than the digest it was sent: it gets the whole set.
+          log.info('node asked for its whole assignment set');
+          this.markDirty(nodeId);
           break;
         case 'hello':
           break;
@@ -462,35 +477,59 @@ export class Dispatcher implements HeartbeatSource, LogSource {
     if (taskId === undefined || cur === 'all') this.dirty.set(nodeId, 'all');
     else if (cur) cur.add(taskId);
     else this.dirty.set(nodeId, new Set([taskId]));
+    this.scheduleFlush();
+  }
+
+  /** Notes that a node is due a digest of its set, at the next flush. */
+  private markCheck(nodeId: string): void {
+    if (!this.sessions.has(nodeId)) return;
+    this.checks.add(nodeId);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     // Coalesce: one message per node per burst of writes, however many tasks changed.
     setTimeout(() => {
       this.flushScheduled = false;
-      const dirty = [...this.dirty];
+      const due: Due[] = [...this.dirty].map(([id, what]) => ({ id, what, check: this.checks.delete(id) }));
+      for (const id of this.checks) due.push({ id, what: undefined, check: true });
       this.dirty.clear();
-      this.coalesceMs = ASSIGNMENT_COALESCE_MS + dirty.length * COALESCE_MS_PER_NODE;
-      this.sendSlices(dirty, 0);
+      this.checks.clear();
+      this.coalesceMs = ASSIGNMENT_COALESCE_MS + due.length * COALESCE_MS_PER_NODE;
+      this.sendSlices(due, 0);
     }, this.coalesceMs);
   }
 
   /**
-   * Sends to the dirty nodes in slices of SEND_SLICE_MS, letting other callbacks (API requests, reports) run between
-   * slices: a thousand nodes' messages in one go would hold the event loop for a hundred milliseconds and more.
+   * Sends to the nodes due something in slices of SEND_SLICE_MS, letting other callbacks (API requests, reports) run
+   * between slices: a thousand nodes' messages in one go would hold the event loop for a hundred milliseconds and more.
    */
-  private sendSlices(dirty: [string, Set<string> | 'all'][], from: number): void {
+  private sendSlices(due: Due[], from: number): void {
     const started = performance.now();
     let i = from;
-    while (i < dirty.length && performance.now() - started < SEND_SLICE_MS) {
-      const [id, what] = dirty[i++] as [string, Set<string> | 'all'];
+    while (i < due.length && performance.now() - started < SEND_SLICE_MS) {
+      const { id, what, check } = due[i++] as Due;
       const s = this.sessions.get(id);
-      if (s && what === 'all') this.sendAssignments(s);
-      else if (s && what !== 'all') this.sendUpdate(s, what);
+      if (!s) continue;
+      if (what === 'all') this.sendAssignments(s);
+      else if (what) this.sendUpdate(s, what);
+      // A digest describes the set as sent: with a change not sent yet (the node is dirty again), at the next flush.
+      if (!check || what === 'all') continue;
+      if (this.dirty.has(id)) this.markCheck(id);
+      else this.sendCheck(s);
     }
-    if (i < dirty.length) setImmediate(() => this.sendSlices(dirty, i));
+    if (i < due.length) setImmediate(() => this.sendSlices(due, i));
   }
 
-  /** Sends the node its whole set (at the start of a session, and now and then to be sure). */
+  /** Sends the node a digest of its set (AssignmentsCheckMessage): ~50 bytes a task where the whole set is ~600. */
+  private sendCheck(s: Session): void {
+    const tasks = this.opts.cache.tasksOfNode(s.nodeId).filter(assignedTo);
+    this.send(s, { type: 'assignments-check', tasks: tasks.map((t) => [t.id, t.status.state, t.desiredState]) });
+  }
+
+  /** Sends the node its whole set (at the start of a session, and when it asks for it after a check). */
   private sendAssignments(s: Session): void {
     if (s.ws.readyState !== s.ws.OPEN) return;
     const tasks = this.opts.cache.tasksOfNode(s.nodeId).filter(assignedTo);

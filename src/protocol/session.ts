@@ -6,8 +6,10 @@ export const SESSION_PATH = '/v1/session';
 /**
  * 3: every message from the agent is a sign of life, and the agent heartbeats only in a period it sent nothing else (a
  * manager of protocol 2 counted heartbeats alone, and would find a node busy reporting status down).
+ * 4: the periodic check of a node's set is a digest (`assignments-check`), not the whole set again; an agent whose set
+ * differs asks for the whole set (`assignments-request`).
  */
-export const SESSION_PROTOCOL_VERSION = 3;
+export const SESSION_PROTOCOL_VERSION = 4;
 
 /** The TLS server name in every manager's certificate: clients check it whatever address they dialled. */
 export const MANAGER_TLS_NAME = 'shoal-manager';
@@ -67,7 +69,11 @@ export interface LogsEndMessage {
   requestId: string;
   error?: string;
 }
-export type AgentMessage = HelloMessage | HeartbeatMessage | StatusMessage | LogsDataMessage | LogsEndMessage;
+/** The agent's set differs from the manager's last `assignments-check`: it asks for the whole set. */
+export interface AssignmentsRequestMessage {
+  type: 'assignments-request';
+}
+export type AgentMessage = HelloMessage | HeartbeatMessage | StatusMessage | LogsDataMessage | LogsEndMessage | AssignmentsRequestMessage;
 
 // ---------------------------------------------------------------- manager → agent
 
@@ -94,6 +100,15 @@ export interface AssignmentsUpdateMessage {
   tasks: AssignedTask[];
   removed: string[];
 }
+/**
+ * The node's set as the manager holds it, as a digest sent now and then (the whole set costs ~0.6 KB a task): each
+ * task's id, state as the manager recorded it, and desired state. An agent holding another set (a task more or less,
+ * another desired state) asks for the whole set; one whose report the manager lacks says it again.
+ */
+export interface AssignmentsCheckMessage {
+  type: 'assignments-check';
+  tasks: [id: string, state: TaskState, desiredState: DesiredState][];
+}
 export interface LogsRequestMessage {
   type: 'logs-request';
   requestId: string;
@@ -106,7 +121,7 @@ export interface LogsCancelMessage {
   type: 'logs-cancel';
   requestId: string;
 }
-export type ManagerMessage = WelcomeMessage | AssignmentsMessage | AssignmentsUpdateMessage | LogsRequestMessage | LogsCancelMessage;
+export type ManagerMessage = WelcomeMessage | AssignmentsMessage | AssignmentsUpdateMessage | AssignmentsCheckMessage | LogsRequestMessage | LogsCancelMessage;
 
 /** Desired states in which the agent must have the task's container prepared or running. */
 export const wantsContainer = (d: DesiredState): boolean => d === 'ready' || d === 'running';
