@@ -1,22 +1,22 @@
-// The periodic full-set resend: every session gets its set within a period, a slice at a time.
+// The periodic check of the nodes' sets: every session is checked within a period, a slice at a time.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { resendSlice } from './dispatcher.js';
+import { checkSlice } from './dispatcher.js';
 
 /** Runs `ticks` ticks over `ids` and returns the ids of each tick. */
 const run = (ids: string[], slices: number, ticks: number, cursor = 0): string[][] => {
   const out: string[][] = [];
   for (let i = 0; i < ticks; i++) {
-    const s = resendSlice(ids, cursor, slices);
+    const s = checkSlice(ids, cursor, slices);
     cursor = s.cursor;
     out.push(s.ids);
   }
   return out;
 };
 
-describe('resendSlice', () => {
-  it('sends every session its set within any `slices` ticks in a row, never more than ceil(n / slices) at a tick', () => {
+describe('checkSlice', () => {
+  it('checks every session within any `slices` ticks in a row, never more than ceil(n / slices) at a tick', () => {
     for (const n of [1, 7, 29, 30, 31, 1000]) {
       const ids = Array.from({ length: n }, (_, i) => `n${i}`);
       const ticks = run(ids, 30, 90);
@@ -36,11 +36,11 @@ describe('resendSlice', () => {
   });
 
   it('carries on round the sessions there are when some leave or join', () => {
-    const first = resendSlice(['a', 'b', 'c', 'd'], 0, 2);
+    const first = checkSlice(['a', 'b', 'c', 'd'], 0, 2);
     assert.deepEqual(first, { ids: ['a', 'b'], cursor: 2 });
     // 'b' left: the cursor wraps within the new list instead of running past its end.
-    const second = resendSlice(['a', 'c', 'd'], first.cursor, 2);
+    const second = checkSlice(['a', 'c', 'd'], first.cursor, 2);
     assert.deepEqual(second.ids, ['d', 'a']);
-    assert.deepEqual(resendSlice([], 5, 30), { ids: [], cursor: 0 });
+    assert.deepEqual(checkSlice([], 5, 30), { ids: [], cursor: 0 });
   });
 });

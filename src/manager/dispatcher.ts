@@ -41,12 +41,6 @@ export interface DispatcherOptions {
   ca: string;
   /** Called when a session opens or closes, so node health can re-evaluate at once. */
   onSessionChange?: () => void;
-  /**
-   * How often every connected node's set is checked, even without changes (default 30 s): it is sent a digest of its
-   * set (assignments-check) and asks for the whole set if it holds another. The sessions take turns through the period
-   * (resendSlice), not all at once.
-   */
-  resendMs?: number;
   /** Addresses of every manager, the leader first: each welcome tells the agent where to go if this one is lost. */
   managers: () => string[];
 }
@@ -66,10 +60,15 @@ const COALESCE_MS_PER_NODE = 0.2;
 /** How long the dispatcher sends to nodes in one turn of the event loop, at most (one node's message may go over). */
 const SEND_SLICE_MS = 10;
 /**
- * The periodic check goes round the sessions in this many slices per period, one slice per tick: all at once, a
+ * How often every connected node's set is checked, even without changes: it is sent a digest of its set
+ * (assignments-check) and asks for the whole set if it holds another.
+ */
+const CHECK_PERIOD_MS = 30_000;
+/**
+ * The checks go round the sessions in this many slices per period, one slice per tick (checkSlice): all at once, a
  * thousand nodes' whole sets of a hundred tasks (what it sent before digests) held the event loop for about a second.
  */
-const RESEND_SLICES = 30;
+const CHECK_SLICES = 30;
 const CONFLICT_RETRIES = 8;
 
 /** What a flush sends a node: what changed of its set (or the whole set), and whether a digest of it. */
@@ -90,7 +89,7 @@ interface Session {
   logs: Map<string, LogStream>;
   /**
    * The node's set as last sent (task id → version), so a change is sent as an update of what changed. Versions, not
-   * the task objects: those would keep every task's replaced version (and its JSON) alive until the next full resend.
+   * the task objects: those would keep every task's replaced version (and its JSON) alive until the next whole set.
    */
   sent: Map<string, number>;
 }
@@ -177,7 +176,7 @@ const affectsAssignment = (ev: WatchEvent): boolean => {
  * The sessions whose set is checked at this tick: the next ceil(n / slices) of `ids` from `cursor`, wrapping
  * round, and where the next tick starts. Every session is in one of any `slices` ticks in a row.
  */
-export const resendSlice = (ids: readonly string[], cursor: number, slices: number): { ids: string[]; cursor: number } => {
+export const checkSlice = (ids: readonly string[], cursor: number, slices: number): { ids: string[]; cursor: number } => {
   if (ids.length === 0) return { ids: [], cursor: 0 };
   const start = cursor % ids.length;
   const n = Math.ceil(ids.length / slices);
@@ -268,12 +267,12 @@ export class Dispatcher implements HeartbeatSource, LogSource {
       }
     });
     let cursor = 0;
-    const resend = setInterval(() => {
-      const slice = resendSlice([...this.sessions.keys()], cursor, RESEND_SLICES);
+    const checks = setInterval(() => {
+      const slice = checkSlice([...this.sessions.keys()], cursor, CHECK_SLICES);
       cursor = slice.cursor;
       for (const id of slice.ids) this.markCheck(id);
-    }, (this.opts.resendMs ?? 30_000) / RESEND_SLICES);
-    resend.unref();
+    }, CHECK_PERIOD_MS / CHECK_SLICES);
+    checks.unref();
     const expiry = setInterval(() => {
       const now = this.opts.clock.now();
       for (const s of this.sessions.values()) if (s.notAfter < now) s.ws.close(1008, 'node certificate expired');
@@ -283,7 +282,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
       'abort',
       () => {
         unsubscribe();
-        clearInterval(resend);
+        clearInterval(checks);
         clearInterval(expiry);
         for (const s of this.sessions.values()) s.ws.close(1012, 'manager stopping');
         this.wss.close();
