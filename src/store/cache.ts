@@ -142,6 +142,7 @@ export class Cache {
         this.internSpec(t);
         this.index(t);
       }
+      for (const s of this.list('service')) deepFreeze(s.spec.task);
       this.current = Math.min(...revisions);
       return;
     }
@@ -206,6 +207,8 @@ export class Cache {
       if (old?.kind === 'task') this.unindex(old);
       if (ev.type === 'put') {
         if (ev.object.kind === 'task') this.internSpec(ev.object);
+        // The template new tasks are made from: frozen, so their first write serializes it once too.
+        if (ev.object.kind === 'service') deepFreeze(ev.object.spec.task);
         m.set(ev.id, ev.object);
         if (ev.object.kind === 'task') this.index(ev.object);
       } else {
@@ -224,11 +227,12 @@ export class Cache {
     for (const l of this.listeners) l(batch);
   }
 
+  /** Shares one frozen spec among the tasks of a service version (frozen: it is everyone's, and stores may remember its JSON). */
   private internSpec(t: Task): void {
     const key = `${t.serviceId}/${t.serviceVersion}`;
     const shared = this.specs.get(key);
     if (shared) t.spec = shared;
-    else this.specs.set(key, t.spec);
+    else this.specs.set(key, deepFreeze(t.spec));
   }
 
   private index(t: Task): void {
@@ -266,3 +270,12 @@ export class Cache {
     }
   }
 }
+
+/** Freezes an object and everything it holds. */
+const deepFreeze = <T>(o: T): T => {
+  if (typeof o === 'object' && o !== null && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+};

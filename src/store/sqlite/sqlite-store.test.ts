@@ -10,9 +10,10 @@ import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { ShoalError } from '../../core/index.js';
-import { sampleNode, storeContract, within } from '../contract.js';
+import { sampleNode, sampleTask, storeContract, within } from '../contract.js';
 import type { StoreFixture } from '../contract.js';
-import type { Op } from '../store.js';
+import type { Op, WatchEvent } from '../store.js';
+import type { StoredObject, Task } from '../../core/index.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { SqliteStoreOptions } from './sqlite-store.js';
 
@@ -324,7 +325,101 @@ describe('SqliteStore', () => {
       await store.close();
     }
     const raw = new Database(path, { readonly: true });
-    assert.equal(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).pluck().get(), 2);
+    assert.equal(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).pluck().get(), 3);
+    raw.close();
+  });
+
+  it('stores each task spec once, gives every read its whole spec back, and collects specs nothing can read', async () => {
+    const path = await tempPath();
+    let store = SqliteStore.open(path, { keepRevisions: 5 });
+    const raw = new Database(path, { readonly: true });
+    const rows = (sql: string): unknown[] => raw.prepare(sql).pluck().all();
+    const withImage = (t: Task, image: string): Task => ({ ...t, spec: { ...t.spec, container: { ...t.spec.container, image } } });
+    const strip = (o: StoredObject | undefined): unknown => (o === undefined ? undefined : { ...o, meta: undefined });
+    try {
+      const a = Array.from({ length: 300 }, (_, i) => withImage(sampleTask(`a${i}`, 'svc-a'), 'image-a'));
+      const b = [withImage(sampleTask('b1', 'svc-b'), 'image-b'), withImage(sampleTask('b2', 'svc-b'), 'image-b')];
+      const created = await store.commit([...a, ...b].map((object): Op => ({ op: 'create', object })));
+      // In the file: two specs, and no task row or change holding one.
+      assert.deepEqual(rows(`SELECT json FROM specs ORDER BY id`).map((j) => (JSON.parse(j as string) as Task['spec']).container.image), ['image-a', 'image-b']);
+      assert.deepEqual(rows(`SELECT COUNT(*) FROM objects WHERE data LIKE '%image-%' OR spec_id IS NULL`), [0]);
+      assert.deepEqual(rows(`SELECT COUNT(*) FROM changes WHERE events LIKE '%image-%'`), [0]);
+      // Every way of reading gives the tasks back whole.
+      const want = [...a, ...b].map(strip);
+      assert.deepEqual(created.objects.map(strip), want);
+      assert.deepEqual((await store.get('task', 'b2'))?.spec.container.image, 'image-b');
+      assert.deepEqual((await store.list('task')).items.map(strip), [...want].sort((x, y) => ((x as Task).id < (y as Task).id ? -1 : 1)));
+      const ctl = new AbortController();
+      const watched = await within(store.watch({ fromRevision: created.revision, signal: ctl.signal }).next(), 'the tasks');
+      ctl.abort();
+      assert.deepEqual((watched.value as WatchEvent[]).map((e) => strip((e as { object: StoredObject }).object)), want);
+
+      // A spec frozen (as the cache freezes what its tasks share) and one changed in place between two commits.
+      const a0 = created.objects[0] as Task;
+      const frozen = Object.freeze({ ...a0.spec });
+      await store.commit([{ op: 'update', object: { ...a0, spec: frozen, status: { ...a0.status, state: 'running' } } }]);
+      const open = structuredClone(b[0]!.spec);
+      const b1 = (await store.get('task', 'b1')) as Task;
+      const b1v2 = (await store.commit([{ op: 'update', object: { ...b1, spec: open } }])).objects[0] as Task;
+      open.container.image = 'image-c';
+      await store.commit([{ op: 'update', object: { ...b1v2, spec: open } }]);
+      assert.equal((await store.get('task', 'b1'))?.spec.container.image, 'image-c', 'a spec changed in place is stored as it is now');
+      assert.equal((await store.get('task', 'a0'))?.status.state, 'running');
+
+      // Reopened, with nothing remembered: the same tasks.
+      await store.close();
+      store = SqliteStore.open(path, { keepRevisions: 5 });
+      assert.deepEqual((await store.get('task', 'a0'))?.spec, a[0]!.spec);
+      assert.equal((await store.get('task', 'b1'))?.spec.container.image, 'image-c');
+
+      // b2 removed and b1 moved on: image-b is no longer read by any object, and once the change log has moved past
+      // the revisions that wrote it (5 kept), the next collection deletes it; the others stay.
+      const b2 = (await store.get('task', 'b2')) as Task;
+      await store.commit([{ op: 'delete', kind: 'task', id: 'b2', version: b2.meta.version }]);
+      for (let i = 0; i < 6; i++) await store.commit([createNode(`n${i}`)]);
+      await store.commit([{ op: 'create', object: withImage(sampleTask('d1', 'svc-d'), 'image-d') }]);
+      assert.deepEqual(rows(`SELECT json FROM specs ORDER BY id`).map((j) => (JSON.parse(j as string) as Task['spec']).container.image), ['image-a', 'image-c', 'image-d']);
+      const ctl2 = new AbortController();
+      const oldest = await store.revision() - 4;
+      let seen = 0;
+      for await (const batch of store.watch({ fromRevision: oldest, signal: ctl2.signal })) {
+        for (const e of batch) if (e.type === 'put' && e.object.kind === 'task') assert.equal(e.object.spec.container.image, 'image-d');
+        if ((seen += 1) === 5) ctl2.abort();
+      }
+    } finally {
+      raw.close();
+      await store.close();
+    }
+  });
+
+  it('reads a file of schema 2 (specs inline) as it is, and writes its tasks on with their spec stored once', async () => {
+    const path = await tempPath();
+    const v2 = SqliteStore.open(path);
+    await v2.close();
+    const db = new Database(path);
+    // Back to schema 2, with one task as schema 2 wrote it: the spec in its row and in its change.
+    const task = { ...sampleTask('t1', 'svc'), meta: { version: 1, createdAt: '2026-01-01T00:00:00.000Z', updatedAt: '2026-01-01T00:00:00.000Z' } };
+    db.exec(`DROP TABLE specs; ALTER TABLE objects DROP COLUMN spec_id; UPDATE meta SET value = 2 WHERE key = 'schema'; UPDATE meta SET value = 1 WHERE key = 'revision';`);
+    db.prepare(`INSERT INTO objects (kind, id, version, created_at, data) VALUES ('task', 't1', 1, '2026-01-01T00:00:00.000Z', ?)`).run(JSON.stringify(task));
+    db.prepare(`INSERT INTO changes (revision, kinds, events) VALUES (1, 'task', ?)`).run(JSON.stringify([{ revision: 1, type: 'put', kind: 'task', id: 't1', object: task }]));
+    db.close();
+
+    const store = SqliteStore.open(path);
+    try {
+      assert.deepEqual(await store.get('task', 't1'), task);
+      const ctl = new AbortController();
+      const first = await within(store.watch({ fromRevision: 1, signal: ctl.signal }).next(), 'the replayed revision');
+      ctl.abort();
+      assert.deepEqual((first.value?.[0] as { object: Task }).object, task);
+      await store.commit([{ op: 'update', object: { ...task, status: { ...task.status, state: 'running' } } }]);
+      const now = await store.get('task', 't1');
+      assert.deepEqual({ ...now, meta: undefined, status: undefined }, { ...task, meta: undefined, status: undefined });
+    } finally {
+      await store.close();
+    }
+    const raw = new Database(path, { readonly: true });
+    assert.equal(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).pluck().get(), 3);
+    assert.equal(raw.prepare(`SELECT COUNT(*) FROM objects WHERE spec_id IS NOT NULL AND data NOT LIKE '%shoal-test/busybox%'`).pluck().get(), 1);
     raw.close();
   });
 

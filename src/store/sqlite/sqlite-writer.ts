@@ -17,9 +17,13 @@ export interface WriterConfig {
   keepRevisions: number;
 }
 
-/** One op as sent to the writer: a create/update carries its object as JSON without `meta` (the writer adds it). */
+/**
+ * One op as sent to the writer: a create/update carries its object as JSON without `meta` (the writer adds it). A task's
+ * body also lacks its `spec`: `spec` is the index of that spec's JSON in the group's `specs`, stored once (see
+ * sqlite-store.ts) however many tasks share it.
+ */
 export type WireOp =
-  | { op: 'create' | 'update'; kind: string; id: string; version: number; body: string }
+  | { op: 'create' | 'update'; kind: string; id: string; version: number; body: string; spec?: number }
   | { op: 'delete'; kind: string; id: string; version: number };
 
 /** One commit: its ops and the time it is stamped with (the store's clock lives on the main thread). */
@@ -28,7 +32,8 @@ export interface WireCommit {
   ops: WireOp[];
 }
 
-export type WriterCommand = { type: 'group'; commits: WireCommit[] } | { type: 'compact'; revision: number } | { type: 'close' };
+/** A group: its commits, and the distinct task specs (JSON) their ops refer to by index. */
+export type WriterCommand = { type: 'group'; commits: WireCommit[]; specs: string[] } | { type: 'compact'; revision: number } | { type: 'close' };
 
 export type WriterRequest = WriterCommand & { seq: number };
 
@@ -40,7 +45,12 @@ export interface WireError {
   message: string;
 }
 
-export type WriterReply = { seq: number; outcomes?: WireOutcome[]; error?: WireError };
+/**
+ * The answer to a request, in order. A group's answer gives the stored id of each of its specs (`specIds`, in the order
+ * of `specs`); `freedSpecs` are ids of specs that nothing can read any more (no object, no change kept), deleted.
+ */
+export type WriterReply = { seq: number; outcomes?: WireOutcome[]; specIds?: number[]; freedSpecs?: number[]; error?: WireError };
+
 
 /** A WatchEvent as JSON, spliced from already-serialized objects to avoid a parse/stringify round trip. */
 const eventJson = (revision: number, type: 'put' | 'delete', kind: string, id: string, object: string): string =>
@@ -54,9 +64,12 @@ const conflict = (what: 'update' | 'delete', kind: string, id: string, expected:
     `cannot ${what} ${describeOp(kind, id)}: expected version ${String(expected)} but the stored version is ${actual}`,
   );
 
-/** An object's JSON with its meta appended (the body was serialized without one). */
-const withMeta = (body: string, version: number, createdAt: string, updatedAt: string): string =>
-  `${body.slice(0, -1)}${body.length > 2 ? ',' : ''}"meta":{"version":${version},"createdAt":"${createdAt}","updatedAt":"${updatedAt}"}}`;
+/**
+ * An object's JSON with its meta appended (the body was serialized without it) and, for a task, `"spec":` the id of its
+ * stored spec (a number where a spec is an object: the reader puts the spec back, see sqlite-store.ts).
+ */
+const withMeta = (body: string, specId: number | undefined, version: number, createdAt: string, updatedAt: string): string =>
+  `${body.slice(0, -1)}${body.length > 2 ? ',' : ''}${specId === undefined ? '' : `"spec":${specId},`}"meta":{"version":${version},"createdAt":"${createdAt}","updatedAt":"${updatedAt}"}}`;
 
 const toWireError = (e: unknown): WireError =>
   e instanceof ShoalError ? { code: e.code, message: e.message } : { code: undefined, message: e instanceof Error ? e.message : String(e) };
@@ -66,7 +79,12 @@ class Writer {
   private readonly db: Database.Database;
   private revision: number;
   private readonly stmt;
-  private readonly group: (commits: WireCommit[]) => WireOutcome[];
+  private readonly group: (commits: WireCommit[], specs: string[]) => { outcomes: WireOutcome[]; specs: number[] };
+  /** Every stored spec's id, by its JSON (what a group's specs are matched against). */
+  private specIds = new Map<string, number>();
+  /** When specs were last collected, and whether one was stored since. */
+  private collectedAt: number;
+  private storedSpec = false;
 
   constructor(private readonly cfg: WriterConfig) {
     this.db = new Database(cfg.path);
@@ -82,45 +100,96 @@ class Writer {
       // Without the data: a write needs only the version and creation time of what it replaces.
       get: db.prepare<[string, string], { version: number; created_at: string }>(`SELECT version, created_at FROM objects WHERE kind = ? AND id = ?`),
       getData: db.prepare<[string, string], string>(`SELECT data FROM objects WHERE kind = ? AND id = ?`).pluck(),
-      insert: db.prepare<[string, string, number, string, string]>(`INSERT INTO objects (kind, id, version, created_at, data) VALUES (?, ?, ?, ?, ?)`),
-      update: db.prepare<[number, string, string, string]>(`UPDATE objects SET version = ?, data = ? WHERE kind = ? AND id = ?`),
+      insert: db.prepare<[string, string, number, string, string, number | null]>(`INSERT INTO objects (kind, id, version, created_at, data, spec_id) VALUES (?, ?, ?, ?, ?, ?)`),
+      update: db.prepare<[number, string, number | null, string, string]>(`UPDATE objects SET version = ?, data = ?, spec_id = ? WHERE kind = ? AND id = ?`),
       remove: db.prepare<[string, string]>(`DELETE FROM objects WHERE kind = ? AND id = ?`),
       setRevision: db.prepare<[number]>(`UPDATE meta SET value = ? WHERE key = 'revision'`),
       appendChange: db.prepare<[number, string, string]>(`INSERT INTO changes (revision, kinds, events) VALUES (?, ?, ?)`),
       compact: db.prepare<[number]>(`DELETE FROM changes WHERE revision <= ?`),
       revision: db.prepare<[], number>(`SELECT value FROM meta WHERE key = 'revision'`).pluck(),
+      allSpecs: db.prepare<[], { id: number; json: string }>(`SELECT id, json FROM specs`),
+      insertSpec: db.prepare<[string, number]>(`INSERT INTO specs (json, last_rev) VALUES (?, ?)`),
+      touchSpec: db.prepare<[number, number]>(`UPDATE specs SET last_rev = ? WHERE id = ?`),
+      // A spec may go once no object refers to it and the change log keeps no revision that wrote it.
+      collectSpecs: db.prepare<[], number>(
+        `DELETE FROM specs WHERE last_rev < (SELECT COALESCE(MIN(revision), (SELECT value FROM meta WHERE key = 'revision') + 1) FROM changes)
+           AND id NOT IN (SELECT spec_id FROM objects WHERE spec_id IS NOT NULL) RETURNING id`,
+      ).pluck(),
     };
     this.revision = this.stmt.revision.get() ?? 0;
+    this.collectedAt = this.revision;
+    this.loadSpecs();
     // A transaction function called inside another runs in a savepoint: a commit that throws rolls back alone.
-    const one = db.transaction((c: WireCommit) => this.apply(c));
-    const group = db.transaction((commits: WireCommit[]) =>
-      commits.map((c): WireOutcome => {
+    const one = db.transaction((c: WireCommit, specs: number[]) => this.apply(c, specs));
+    const group = db.transaction((commits: WireCommit[], specJson: string[]) => {
+      const specs = specJson.map((json) => this.specId(json));
+      const outcomes = commits.map((c): WireOutcome => {
         try {
-          return one(c);
+          return one(c, specs);
         } catch (e) {
           return { error: toWireError(e) };
         }
-      }),
-    );
+      });
+      // The group's specs were written by revisions up to this one (a spec of a failed commit too: harmless).
+      for (const id of specs) this.stmt.touchSpec.run(this.revision, id);
+      return { outcomes, specs };
+    });
     // IMMEDIATE takes the write lock up front, so a transaction never fails half-way on a lock upgrade.
-    this.group = (commits) => group.immediate(commits);
+    this.group = (commits, specs) => group.immediate(commits, specs);
   }
 
   handle(req: WriterRequest): WriterReply {
     try {
-      if (req.type === 'group') return { seq: req.seq, outcomes: this.group(req.commits) };
+      if (req.type === 'group') {
+        const { outcomes, specs } = this.group(req.commits, req.specs);
+        const reply: WriterReply = { seq: req.seq, outcomes, specIds: specs };
+        const freed = this.collectSpecs();
+        return freed.length > 0 ? { ...reply, freedSpecs: freed } : reply;
+      }
       if (req.type === 'compact') this.stmt.compact.run(req.revision);
       else this.db.close();
       return { seq: req.seq };
     } catch (e) {
-      // The group's transaction failed as a whole (disk full, I/O error): nothing of it was written.
-      if (req.type === 'group') this.revision = this.stmt.revision.get() ?? 0;
+      // The group's transaction failed as a whole (disk full, I/O error): nothing of it was written, specs included.
+      if (req.type === 'group') {
+        this.revision = this.stmt.revision.get() ?? 0;
+        this.loadSpecs();
+      }
       return { seq: req.seq, error: toWireError(e) };
     }
   }
 
+  private loadSpecs(): void {
+    this.specIds = new Map(this.stmt.allSpecs.all().map((r) => [r.json, r.id]));
+  }
+
+  /** The id of a stored spec with this JSON, storing it first if there is none (in the group's transaction). */
+  private specId(json: string): number {
+    let id = this.specIds.get(json);
+    if (id === undefined) {
+      id = Number(this.stmt.insertSpec.run(json, this.revision).lastInsertRowid);
+      this.specIds.set(json, id);
+      this.storedSpec = true;
+    }
+    return id;
+  }
+
+  /**
+   * Deletes the specs nothing can read any more, at most once per `keepRevisions` commits and only after new ones were
+   * stored (a scan of the objects), so the table holds about the specs in use.
+   */
+  private collectSpecs(): number[] {
+    if (!this.storedSpec || this.revision < this.collectedAt + this.cfg.keepRevisions) return [];
+    this.collectedAt = this.revision;
+    this.storedSpec = false;
+    const freed = this.stmt.collectSpecs.all().map(Number);
+    const gone = new Set(freed);
+    for (const [json, id] of this.specIds) if (gone.has(id)) this.specIds.delete(json);
+    return freed;
+  }
+
   /** One commit, inside its savepoint: any throw rolls its writes back. */
-  private apply(c: WireCommit): WireOutcome {
+  private apply(c: WireCommit, specs: number[]): WireOutcome {
     const revision = this.revision + 1;
     const { now } = c;
     const events: string[] = [];
@@ -134,16 +203,20 @@ class Writer {
         const last = this.stmt.getData.get(op.kind, op.id) as string;
         this.stmt.remove.run(op.kind, op.id);
         events.push(eventJson(revision, 'delete', op.kind, op.id, last));
-      } else if (op.op === 'create') {
+        continue;
+      }
+      const specId = op.spec === undefined ? undefined : specs[op.spec];
+      if (op.spec !== undefined && specId === undefined) throw new ShoalError('internal', `${describeOp(op.kind, op.id)} refers to spec ${op.spec}, which its group lacks`);
+      if (op.op === 'create') {
         if (row !== undefined) throw new ShoalError('already_exists', `cannot create ${describeOp(op.kind, op.id)}: it already exists`);
-        const json = withMeta(op.body, 1, now, now);
-        this.stmt.insert.run(op.kind, op.id, 1, now, json);
+        const json = withMeta(op.body, specId, 1, now, now);
+        this.stmt.insert.run(op.kind, op.id, 1, now, json, specId ?? null);
         events.push(eventJson(revision, 'put', op.kind, op.id, json));
       } else {
         if (row === undefined) throw new ShoalError('not_found', `cannot update ${describeOp(op.kind, op.id)}: it does not exist`);
         if (row.version !== op.version) throw conflict('update', op.kind, op.id, op.version, row.version);
-        const json = withMeta(op.body, row.version + 1, row.created_at, now);
-        this.stmt.update.run(row.version + 1, json, op.kind, op.id);
+        const json = withMeta(op.body, specId, row.version + 1, row.created_at, now);
+        this.stmt.update.run(row.version + 1, json, specId ?? null, op.kind, op.id);
         events.push(eventJson(revision, 'put', op.kind, op.id, json));
       }
     }
