@@ -9,8 +9,9 @@
 //                                                   1,000 new tasks dirtied ~1,000 pages, 5x slower to write);
 //   specs(id, json, last_rev)                     — task specs, each stored once: a task's data holds "spec": id
 //                                                   (and spec_id the same) instead of its spec, which every task of a
-//                                                   service version repeats (~1 KB of a ~1.3 KB task, written again
-//                                                   with each status change, in the row and in the change log);
+//                                                   service version repeats (in bench/scale 314 bytes of ~800, more
+//                                                   with env, labels or mounts), written again with each status
+//                                                   change, in the row and in the change log;
 //                                                   last_rev is the newest revision that wrote a task with it;
 //   changes(revision, kinds, events)              — one row per committed transaction: the kinds it
 //                                                   touched and its WatchEvent[] as JSON (tasks with their spec's id);
