@@ -2,7 +2,8 @@
 // real etcd), N hollow nodes (another process: real agents, real sessions, the sim runtime), then services totalling T
 // tasks. Measures: join time; time until all T run and tasks/s; API latency p50/p99 of `service ls`, `service ps` and
 // a write (scale), idle (the same-run baseline) and during convergence (`service ls` alone while failing over); peak
-// RSS and CPU of each process; and the time until the tasks of 10% of the nodes, killed at once, run elsewhere. Prints
+// RSS and CPU of each process; and the time until the tasks of 10% of the nodes, killed at once, run elsewhere (as the
+// probe sees it, and as the replacements' own start times record it). Prints
 // a JSON summary with each figure beside its target (ratio) and writes an SVG chart of tasks running over time. Never
 // passes or fails on a time.
 //
@@ -247,7 +248,21 @@ interface RunResult {
   converge: { seconds: number; tasksPerSecond: number; firstRunningSeconds: number };
   api: { idle: Record<string, Latency>; converging: Record<string, Latency>; failingOver: Record<string, Latency> };
   processes: Record<string, { peakRssMiB: number; convergeCpu: { cpuSeconds: number; avgCores: number } }>;
-  failover: { killedNodes: number; tasksToMove: number; downSeconds: number; seconds: number; liveNodesFoundDown: number; hollowNodesMaxLoopDelayMs: number };
+  /**
+   * `seconds`: until the probe saw every task running again (nodes and manager agreeing); `lastStartSeconds`: until the
+   * last replacement started running, as its node recorded it (the probe sees that later by its own round trips).
+   */
+  failover: {
+    killedNodes: number;
+    tasksToMove: number;
+    downSeconds: number;
+    seconds: number;
+    lastStartSeconds: number;
+    replacementsRunning: number;
+    startedSeconds: Record<'p10' | 'p50' | 'p90' | 'p99', number>;
+    liveNodesFoundDown: number;
+    hollowNodesMaxLoopDelayMs: number;
+  };
   /** The manager's event-loop delay and GC pauses while converging and during failover. */
   stalls: { converging: Record<string, unknown>; failover: Record<string, unknown> };
   /** [seconds since the first create, tasks running (manager's view)]. */
@@ -349,6 +364,7 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
     await sleep(2000);
     const scrapeKill = await manager.scrape();
     const tKill = performance.now();
+    const killedAt = Date.now();
     const killed = (await nodes.ask({ type: 'kill', count: KILL })) as NodesReply & { type: 'killed' };
     const gone = new Set(killed.nodeIds);
     const left = ((await nodes.ask({ type: 'count' })) as NodesReply & { type: 'count' }).running;
@@ -376,6 +392,13 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
     failStop.done = true;
     const failingOverApi = await failSeries;
     const failoverStalls = stalls(scrapeKill, await manager.scrape());
+    // The replacements (tasks made since the kill) and when the last of them started running, from the tasks' record.
+    const started: number[] = [];
+    for (let i = 0; i < SERVICES; i++) {
+      for (const t of await client.serviceTasks(`svc-${String(i).padStart(3, '0')}`)) {
+        if (t.state === 'running' && Date.parse(t.createdAt) >= killedAt) started.push((Date.parse(t.stateSince) - killedAt) / 1000);
+      }
+    }
 
     return {
       store,
@@ -395,6 +418,10 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
         tasksToMove: TASKS - left,
         downSeconds: round((downAt - tKill) / 1000),
         seconds: round(failoverSeconds),
+        lastStartSeconds: round(Math.max(0, ...started)),
+        replacementsRunning: started.length,
+        // When the replacements started (seconds after the kill): a long tail would point at stragglers, not throughput.
+        startedSeconds: { p10: round(percentile(started, 10)), p50: round(percentile(started, 50)), p90: round(percentile(started, 90)), p99: round(percentile(started, 99)) },
         // Live nodes the manager found down at once (heartbeats heard too late), and the hollow nodes' own longest stall.
         liveNodesFoundDown: falselyDown,
         hollowNodesMaxLoopDelayMs: round(nodesLoopDelayMs, 0),

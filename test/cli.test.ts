@@ -57,8 +57,10 @@ describe('shoal CLI against a detached daemon', () => {
     const ps = json<Record<string, unknown>[]>('service', 'ps', 'web', '--format', 'json');
     assert.equal(ps.length, 3);
     for (const t of ps) {
-      assert.deepEqual(Object.keys(t).sort(), ['containerId', 'createdAt', 'desiredState', 'error', 'id', 'image', 'nodeId', 'serviceName', 'slot', 'state', 'upToDate']);
+      assert.deepEqual(Object.keys(t).sort(), ['containerId', 'createdAt', 'desiredState', 'error', 'id', 'image', 'nodeId', 'serviceName', 'slot', 'state', 'stateSince', 'upToDate']);
       assert.equal(t.upToDate, true);
+      // When it started running, as its node saw it: after the task was made (its container took time to start).
+      assert.ok(Date.parse(String(t.stateSince)) > Date.parse(String(t.createdAt)), `running since ${String(t.stateSince)}, made ${String(t.createdAt)}`);
       assert.equal(t.state, 'running');
       assert.equal(t.nodeId, nodeId);
     }

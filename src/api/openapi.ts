@@ -125,8 +125,8 @@ export const openApiDocument = (version: string): Record<string, unknown> => {
         },
         TaskListItem: {
           type: 'object',
-          required: ['id', 'serviceName', 'slot', 'nodeId', 'desiredState', 'state', 'containerId', 'error', 'createdAt'],
-          properties: stringProps(['id', 'serviceName', 'nodeId', 'desiredState', 'state', 'containerId', 'error', 'createdAt', 'message', 'node'], { slot: { type: 'integer' } }),
+          required: ['id', 'serviceName', 'slot', 'nodeId', 'desiredState', 'state', 'containerId', 'error', 'createdAt', 'stateSince'],
+          properties: stringProps(['id', 'serviceName', 'nodeId', 'desiredState', 'state', 'containerId', 'error', 'createdAt', 'stateSince', 'message', 'node'], { slot: { type: 'integer' } }),
         },
         NodeListItem: {
           type: 'object',

@@ -29,6 +29,7 @@ export const taskRow = (t: Task, nodes: ReadonlyMap<string, Node>, template?: Ta
   containerId: t.status.containerId,
   error: t.status.error,
   createdAt: t.meta.createdAt,
+  stateSince: t.status.timestamp,
   message: t.status.state === 'pending' && t.schedulingMessage ? t.schedulingMessage : t.status.message,
   node: nodes.get(t.nodeId)?.description.hostname ?? '',
   image: t.spec.container.image,

@@ -256,6 +256,8 @@ export interface TaskListItem {
   containerId: string;
   error: string;
   createdAt: string;
+  /** ISO time the task entered its current state, as the node that runs it saw it (the manager's, before a node has it). */
+  stateSince: string;
   /** Extra detail (not in the stable minimum): why a task waits, or what it is doing. */
   message: string;
   /** Hostname of the node, for display. */

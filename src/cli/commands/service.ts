@@ -194,7 +194,7 @@ export const registerServiceCommands = (program: Command): void => {
       const tasks = await clientOf(cmd).serviceTasks(ref);
       if (format === 'json') {
         return printJson(
-          tasks.map(({ id, serviceName, slot, nodeId, desiredState, state, containerId, error, createdAt, image, upToDate }) => ({ id, serviceName, slot, nodeId, desiredState, state, containerId, error, createdAt, image, upToDate })),
+          tasks.map(({ id, serviceName, slot, nodeId, desiredState, state, stateSince, containerId, error, createdAt, image, upToDate }) => ({ id, serviceName, slot, nodeId, desiredState, state, stateSince, containerId, error, createdAt, image, upToDate })),
         );
       }
       let prevSlot = -1;
@@ -204,7 +204,9 @@ export const registerServiceCommands = (program: Command): void => {
           // Like docker: older tasks of a slot are shown indented under the current one.
           const name = t.slot === prevSlot ? ` \\_ ${taskName(t)}` : taskName(t);
           prevSlot = t.slot;
-          const current = t.state === 'pending' && t.message ? `pending: ${t.message}` : `${t.state} ${ago(t.createdAt)}`;
+          // As docker's CURRENT STATE: how long the task has been in its state (a task running for an hour, made two ago,
+          // is "running 1 hour ago").
+          const current = t.state === 'pending' && t.message ? `pending: ${t.message}` : `${t.state} ${ago(t.stateSince)}`;
           return [shortId(t.id), name, t.image, t.node || '-', t.desiredState, current, t.error];
         }),
       );
