@@ -51,7 +51,6 @@ export interface WireError {
  */
 export type WriterReply = { seq: number; outcomes?: WireOutcome[]; specIds?: number[]; freedSpecs?: number[]; error?: WireError };
 
-
 /** A WatchEvent as JSON, spliced from already-serialized objects to avoid a parse/stringify round trip. */
 const eventJson = (revision: number, type: 'put' | 'delete', kind: string, id: string, object: string): string =>
   `{"revision":${revision},"type":"${type}","kind":${JSON.stringify(kind)},"id":${JSON.stringify(id)},"object":${object}}`;
