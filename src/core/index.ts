@@ -6,3 +6,4 @@ export * from './task-state.js';
 export * from './constraints.js';
 export * from './units.js';
 export * from './spec.js';
+export * from './freeze.js';

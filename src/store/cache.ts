@@ -4,7 +4,7 @@
 // of the store at `revision`; `waitFor(r)` lets a writer read its own writes before acting again.
 
 import type { Kind, ObjectOfKind, StoredObject, Task } from '../core/index.js';
-import { ShoalError, isLive } from '../core/index.js';
+import { ShoalError, deepFreeze, isLive } from '../core/index.js';
 import type { Store, WatchEvent } from './store.js';
 
 type Listener = (events: WatchEvent[]) => void;
@@ -270,12 +270,3 @@ export class Cache {
     }
   }
 }
-
-/** Freezes an object and everything it holds. */
-const deepFreeze = <T>(o: T): T => {
-  if (typeof o === 'object' && o !== null && !Object.isFrozen(o)) {
-    Object.freeze(o);
-    for (const v of Object.values(o)) deepFreeze(v);
-  }
-  return o;
-};

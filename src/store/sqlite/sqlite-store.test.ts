@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { ShoalError } from '../../core/index.js';
+import { ShoalError, deepFreeze } from '../../core/index.js';
 import { sampleNode, sampleTask, storeContract, within } from '../contract.js';
 import type { StoreFixture } from '../contract.js';
 import type { Op, WatchEvent } from '../store.js';
@@ -356,7 +356,7 @@ describe('SqliteStore', () => {
 
       // A spec frozen (as the cache freezes what its tasks share) and one changed in place between two commits.
       const a0 = created.objects[0] as Task;
-      const frozen = Object.freeze({ ...a0.spec });
+      const frozen = deepFreeze(structuredClone(a0.spec));
       await store.commit([{ op: 'update', object: { ...a0, spec: frozen, status: { ...a0.status, state: 'running' } } }]);
       const open = structuredClone(b[0]!.spec);
       const b1 = (await store.get('task', 'b1')) as Task;

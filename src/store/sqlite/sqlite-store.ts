@@ -34,7 +34,7 @@ import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Kind, ObjectOfKind, StoredObject, Task } from '../../core/index.js';
-import { ShoalError } from '../../core/index.js';
+import { ShoalError, isDeepFrozen } from '../../core/index.js';
 import type { Clock } from '../../lib/clock.js';
 import { isoNow, systemClock } from '../../lib/clock.js';
 import type {
@@ -689,9 +689,9 @@ export class SqliteStore implements Store {
 }
 
 /**
- * Each frozen task spec object's JSON. The cache freezes the spec it shares among the tasks of a service version (and
- * a service's task template), so a status change of any of them serializes it once, not once per task write. A spec
- * that is not frozen may change between two commits and is serialized each time.
+ * Each deeply frozen task spec object's JSON. The cache deep-freezes the spec it shares among the tasks of a service
+ * version (and a service's task template), so a status change of any of them serializes it once, not once per task
+ * write. Any other spec (a shallow Object.freeze too) may change between two commits and is serialized each time.
  */
 const specJsonMemo = new WeakMap<object, string>();
 
@@ -705,7 +705,7 @@ class GroupSpecs {
     let json = specJsonMemo.get(spec);
     if (json === undefined) {
       json = JSON.stringify(spec);
-      if (Object.isFrozen(spec)) specJsonMemo.set(spec, json);
+      if (isDeepFrozen(spec)) specJsonMemo.set(spec, json);
     }
     let i = this.index.get(json);
     if (i === undefined) {
