@@ -109,7 +109,7 @@ const commitThenKill = async (path: string, opts: { commits: number; killAfter: 
 };
 
 describe('SqliteStore', () => {
-  it('runs in WAL mode with synchronous FULL by default, and NORMAL on request', async () => {
+  it('runs in WAL mode with 8 KiB pages and synchronous FULL by default, and NORMAL on request', async () => {
     const path = await tempPath();
     const store = SqliteStore.open(path);
     try {
@@ -120,6 +120,8 @@ describe('SqliteStore', () => {
       const raw = new Database(path, { readonly: true });
       try {
         assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
+        // A new file's page size (see SqliteStore.open): what the store's writes were measured with.
+        assert.equal(raw.pragma('page_size', { simple: true }), 8192);
       } finally {
         raw.close();
       }
