@@ -92,10 +92,21 @@ const isCurrentSpec = (spec: Task['spec'], template: Task['spec']): boolean => {
   return current;
 };
 
+/** Newest first, by creation time (ISO 8601 in UTC: ordered as strings). */
+const newestFirst = (a: Task, b: Task): number => (a.meta.createdAt > b.meta.createdAt ? -1 : a.meta.createdAt < b.meta.createdAt ? 1 : 0);
+
 /** Orders a slot's live tasks best first: furthest along, then newest. */
 const better = (a: Task, b: Task): number => {
   const run = (t: Task): number => (t.status.state === 'running' ? 1 : 0);
-  return run(b) - run(a) || b.meta.createdAt.localeCompare(a.meta.createdAt);
+  return run(b) - run(a) || newestFirst(a, b);
+};
+
+const NONE: readonly Task[] = [];
+
+/** A group's live tasks, best first. Most groups hold one task: no copy, no sort (a plan looks at every group). */
+const liveBestFirst = (tasks: readonly Task[]): readonly Task[] => {
+  if (tasks.length === 1) return isLive(tasks[0] as Task) ? tasks : NONE;
+  return tasks.filter(isLive).sort(better);
 };
 
 /** Replicated: slots 1..N, each one a task should exist for. */
@@ -233,15 +244,16 @@ export const planService = (input: ServicePlanInput): ServicePlan => {
   const current = new Map<string, Task>();
 
   for (const [key, mayCreate] of wanted) {
-    const tasks = groups.get(key) ?? [];
-    const live = tasks.filter(isLive).sort(better);
-    const fresher = live.filter(isCurrent);
-    let [cur, ...extra] = live;
-    if (update?.order === 'start-first' && fresher[0] && !isCurrent(live[0] ?? fresher[0])) {
+    const tasks = groups.get(key) ?? NONE;
+    const live = liveBestFirst(tasks);
+    let cur = live[0];
+    let extra = live.length > 1 ? live.slice(1) : NONE;
+    const replacement = update?.order === 'start-first' && cur && !isCurrent(cur) ? live.find(isCurrent) : undefined;
+    if (replacement) {
       // Start-first: the new task stands for the group; the old one keeps running until the new one runs.
-      cur = fresher[0];
+      cur = replacement;
       const old = live.find((t) => !isCurrent(t));
-      extra = live.filter((t) => t !== cur && (t !== old || cur?.status.state === 'running'));
+      extra = live.filter((t) => t !== replacement && (t !== old || replacement.status.state === 'running'));
     }
     // More than one live task in a group happens only around a handover (or a start-first update); keep the best one.
     for (const t of extra) setDesired(t, 'shutdown');
@@ -312,10 +324,13 @@ export const planService = (input: ServicePlanInput): ServicePlan => {
   // history, at most `historyLimit` per group, and none for groups no longer wanted.
   const updated = new Map(plan.update.map((t) => [t.id, t]));
   for (const [key, tasks] of groups) {
-    const dead = tasks
-      .map((t) => updated.get(t.id) ?? t)
-      .filter((t) => !isLive(t))
-      .sort((a, b) => b.meta.createdAt.localeCompare(a.meta.createdAt));
+    let dead: Task[] | undefined;
+    for (const t of tasks) {
+      const latest = updated.size === 0 ? t : (updated.get(t.id) ?? t);
+      if (!isLive(latest)) (dead ??= []).push(latest);
+    }
+    if (!dead) continue;
+    dead.sort(newestFirst);
     let kept = 0;
     for (const t of dead) {
       const finished = isTerminal(t.status.state) || t.nodeId === '' || !input.nodes.has(t.nodeId);

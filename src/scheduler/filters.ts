@@ -19,16 +19,19 @@ export interface NodeInfo {
 
 /** Tasks per service on a node: what was placed before the batch (shared, never changed) plus the batch's own. */
 export class ServiceCounts {
-  private readonly own = new Map<string, number>();
+  /** Made on the first add: most nodes get nothing from a batch, and a scheduler makes one of these per node per batch. */
+  private own: Map<string, number> | undefined;
 
   constructor(private readonly before?: ReadonlyMap<string, number>) {}
 
   get(serviceId: string): number {
-    return (this.before?.get(serviceId) ?? 0) + (this.own.get(serviceId) ?? 0);
+    const before = this.before?.get(serviceId) ?? 0;
+    return this.own === undefined ? before : before + (this.own.get(serviceId) ?? 0);
   }
 
   add(serviceId: string): void {
-    this.own.set(serviceId, (this.own.get(serviceId) ?? 0) + 1);
+    const own = (this.own ??= new Map<string, number>());
+    own.set(serviceId, (own.get(serviceId) ?? 0) + 1);
   }
 }
 

@@ -74,6 +74,8 @@ export class SpreadCounts {
     const list = this.byService.get(serviceId);
     if (list) list.push(sig);
     else this.byService.set(serviceId, [sig]);
+    // Without preferences there are no group levels, hence no counts to seed (a node's own count is read from it).
+    if (prefs.length === 0) return sig;
     for (const info of this.nodes) {
       const n = info.serviceCounts.get(serviceId);
       if (n > 0) for (const k of this.path(sig, info)) this.counts.set(k, (this.counts.get(k) ?? 0) + n);
