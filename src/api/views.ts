@@ -18,8 +18,8 @@ export const serviceRow = (s: Service, counts: TaskCounts): ServiceListItem => {
   };
 };
 
-/** `template`: the service's task template, to say whether the task runs the current spec. */
-export const taskRow = (t: Task, nodes: ReadonlyMap<string, Node>, template?: Task['spec']): TaskListItem => ({
+/** `upToDate`: whether the task runs its service's current spec (left out when the service is gone). */
+const taskRow = (t: Task, nodes: ReadonlyMap<string, Node>, upToDate: boolean | undefined): TaskListItem => ({
   id: t.id,
   serviceName: t.serviceName,
   slot: t.slot,
@@ -33,15 +33,26 @@ export const taskRow = (t: Task, nodes: ReadonlyMap<string, Node>, template?: Ta
   message: t.status.state === 'pending' && t.schedulingMessage ? t.schedulingMessage : t.status.message,
   node: nodes.get(t.nodeId)?.description.hostname ?? '',
   image: t.spec.container.image,
-  ...(template === undefined ? {} : { upToDate: t.spec === template || sameJson(t.spec, template) }),
+  ...(upToDate === undefined ? {} : { upToDate }),
 });
 
-/** Tasks of a service as `service ps` shows them: by slot, newest first within a slot. */
+const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Tasks of a service as `service ps` shows them: by slot, then node, newest first. */
 export const taskRows = (tasks: Task[], nodes: ReadonlyMap<string, Node>, service?: Service): TaskListItem[] => {
   const template = service?.spec.task;
+  // The tasks of a service version share one spec object (the cache's): compare each distinct one with the template
+  // once, not once per task (a thousand deep comparisons for one `service ps`).
+  const current = new Map<Task['spec'], boolean>();
+  const upToDate = (spec: Task['spec']): boolean | undefined => {
+    if (template === undefined) return undefined;
+    let same = current.get(spec);
+    if (same === undefined) current.set(spec, (same = spec === template || sameJson(spec, template)));
+    return same;
+  };
   return [...tasks]
-    .sort((a, b) => a.slot - b.slot || a.nodeId.localeCompare(b.nodeId) || b.meta.createdAt.localeCompare(a.meta.createdAt))
-    .map((t) => taskRow(t, nodes, template));
+    .sort((a, b) => a.slot - b.slot || byText(a.nodeId, b.nodeId) || byText(b.meta.createdAt, a.meta.createdAt))
+    .map((t) => taskRow(t, nodes, upToDate(t.spec)));
 };
 
 /** A node as `node ls` shows it; managers say whether they lead, and otherwise whether they are reachable. */
