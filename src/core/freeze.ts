@@ -13,5 +13,19 @@ export const deepFreeze = <T>(o: T): T => {
   return o;
 };
 
-/** Whether `o` was frozen whole by deepFreeze, so neither it nor anything it holds can change. */
-export const isDeepFrozen = (o: object): boolean => deeplyFrozen.has(o);
+/** JSON of objects frozen whole: they cannot change, so neither can their JSON. */
+const frozenJson = new WeakMap<object, string>();
+
+/**
+ * JSON.stringify(o), made once for an object frozen whole (the cache's shared task specs: every write of a task and
+ * every assignment sent splices it). Any other object (a shallow Object.freeze too) may change between two calls and
+ * is serialized each time.
+ */
+export const jsonOf = (o: object): string => {
+  let json = frozenJson.get(o);
+  if (json === undefined) {
+    json = JSON.stringify(o);
+    if (deeplyFrozen.has(o)) frozenJson.set(o, json);
+  }
+  return json;
+};

@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { TLSSocket } from 'node:tls';
-import { ShoalError, transition, type Cluster, type Node, type NodeDescription, type NodeRole, type Task } from '../core/index.js';
+import { ShoalError, jsonOf, transition, type Cluster, type Node, type NodeDescription, type NodeRole, type Task } from '../core/index.js';
 import type { Clock } from '../lib/clock.js';
 import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
@@ -206,7 +206,11 @@ const toAssigned = (t: Task): AssignedTask => ({
 const assignedJson = new WeakMap<Task, string>();
 const assignedJsonOf = (t: Task): string => {
   let json = assignedJson.get(t);
-  if (json === undefined) assignedJson.set(t, (json = JSON.stringify(toAssigned(t))));
+  if (json === undefined) {
+    // The spec (half a task's JSON) spliced in: the tasks of a service version share one frozen spec, serialized once.
+    const rest = JSON.stringify({ ...toAssigned(t), spec: undefined });
+    assignedJson.set(t, (json = `${rest.slice(0, -1)},"spec":${jsonOf(t.spec)}}`));
+  }
   return json;
 };
 

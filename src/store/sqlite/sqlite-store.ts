@@ -34,7 +34,7 @@ import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Kind, ObjectOfKind, StoredObject, Task } from '../../core/index.js';
-import { ShoalError, isDeepFrozen } from '../../core/index.js';
+import { ShoalError, jsonOf } from '../../core/index.js';
 import type { Clock } from '../../lib/clock.js';
 import { isoNow, systemClock } from '../../lib/clock.js';
 import type {
@@ -691,13 +691,6 @@ export class SqliteStore implements Store {
   }
 }
 
-/**
- * Each deeply frozen task spec object's JSON. The cache deep-freezes the spec it shares among the tasks of a service
- * version (and a service's task template), so a status change of any of them serializes it once, not once per task
- * write. Any other spec (a shallow Object.freeze too) may change between two commits and is serialized each time.
- */
-const specJsonMemo = new WeakMap<object, string>();
-
 /** The distinct specs of one group, in the order its ops first refer to them. */
 class GroupSpecs {
   readonly json: string[] = [];
@@ -705,11 +698,9 @@ class GroupSpecs {
 
   /** The index of a spec's JSON in the group. */
   add(spec: object): number {
-    let json = specJsonMemo.get(spec);
-    if (json === undefined) {
-      json = JSON.stringify(spec);
-      if (isDeepFrozen(spec)) specJsonMemo.set(spec, json);
-    }
+    // The cache deep-freezes the spec it shares among the tasks of a service version (and a service's task template):
+    // a status change of any of them serializes it once, not once per task write.
+    const json = jsonOf(spec);
     let i = this.index.get(json);
     if (i === undefined) {
       i = this.json.push(json) - 1;
