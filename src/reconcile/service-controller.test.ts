@@ -1,0 +1,82 @@
+// Tests of the service controller over a real SQLite store and cache: a stop-first update goes on without an agent's
+// report when no node has the old task, and a failed task is replaced.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import type { Service, Task } from '../core/index.js';
+import { systemClock } from '../lib/clock.js';
+import { newId } from '../lib/ids.js';
+import { silentLogger } from '../lib/logger.js';
+import { Cache } from '../store/cache.js';
+import { sampleService } from '../store/contract.js';
+import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import type { ControllerContext } from './context.js';
+import { ServiceController } from './service-controller.js';
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+/** Polls `check` every 20 ms until it returns a value; fails after `ms`. */
+const until = async <T>(what: string, check: () => T | undefined, ms = 3000): Promise<T> => {
+  for (let waited = 0; waited < ms; waited += 20) {
+    const v = check();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+};
+
+/** A controller (no periodic resync within a test) over a fresh store holding `service`; no nodes, so tasks stay pending. */
+const withController = async (service: Service, body: (ctx: ControllerContext) => Promise<void>): Promise<void> => {
+  const dir = await mkdtemp(join(tmpdir(), 'shoal-services-'));
+  dirs.push(dir);
+  const store = SqliteStore.open(join(dir, 'store.db'));
+  const abort = new AbortController();
+  try {
+    await store.commit([{ op: 'create', object: service }]);
+    const cache = await Cache.start(store, { signal: abort.signal });
+    const ctx: ControllerContext = { store, cache, clock: systemClock, logger: silentLogger, newId: () => newId() };
+    void new ServiceController(ctx, { resyncMs: 600_000 }).run(abort.signal);
+    await body(ctx);
+  } finally {
+    abort.abort();
+    await store.close();
+  }
+};
+
+describe('ServiceController', () => {
+  it('replaces a task its node reports failed', () =>
+    withController(sampleService('web', 3), async (ctx) => {
+      const tasks = await until('3 tasks', () => (ctx.cache.tasksOfService('web').length === 3 ? ctx.cache.tasksOfService('web') : undefined));
+      // An agent reports a task failed: the service is planned again and the slot gets a new task.
+      const failed = tasks[0] as Task;
+      await ctx.store.commit([{ op: 'update', object: { ...failed, status: { ...failed.status, state: 'failed', error: 'exit 1' } } }]);
+      const replacement = await until('a replacement', () => ctx.cache.tasksOfService('web').find((t) => t.slot === failed.slot && t.id !== failed.id));
+      assert.equal(replacement.desiredState, 'running');
+      // It never reached a node (there are none): deleted, not kept as history.
+      assert.equal(ctx.cache.get('task', failed.id), undefined);
+    }));
+
+  it('starts a stop-first replacement at once when no node has the old task to stop', () =>
+    withController(sampleService('api', 1), async (ctx) => {
+      const [old] = await until('the first task', () => (ctx.cache.tasksOfService('api').length === 1 ? ctx.cache.tasksOfService('api') : undefined));
+      assert.equal(old?.status.state, 'pending', 'no nodes: never placed');
+      // An update (what `service update` writes): a new image, stop-first by default.
+      const s = ctx.cache.get('service', 'api') as Service;
+      const spec = { ...s.spec, task: { ...s.spec.task, container: { ...s.spec.task.container, image: 'shoal-test/busybox:2' } } };
+      await ctx.store.commit([{ op: 'update', object: { ...s, spec, previousSpec: s.spec, updateStatus: { state: 'updating', startedAt: new Date().toISOString(), message: 'update in progress' } } }]);
+      // The first plan shuts the old task down and prepares the new one; nothing will report the old one stopped, and
+      // the next plan starts the new task (the periodic resync is ten minutes away).
+      const fresh = await until('the new task desired running', () =>
+        ctx.cache.tasksOfService('api').find((t) => t.spec.container.image === 'shoal-test/busybox:2' && t.desiredState === 'running'),
+      );
+      assert.equal(fresh.slot, old?.slot);
+      // The old task never reached a node: deleted, not kept as history.
+      assert.equal(ctx.cache.get('task', old?.id ?? ''), undefined);
+    }));
+});
