@@ -1,6 +1,6 @@
 // Views: the stable listing rows the API returns, computed from stored objects.
 
-import { projectOf, sameJson, type Node, type Service, type Task } from '../core/index.js';
+import { compareText, projectOf, sameJson, type Node, type Service, type Task } from '../core/index.js';
 import type { NodeListItem, ServiceListItem, TaskListItem } from '../protocol/index.js';
 import type { TaskCounts } from '../store/cache.js';
 
@@ -36,8 +36,6 @@ const taskRow = (t: Task, nodes: ReadonlyMap<string, Node>, upToDate: boolean | 
   ...(upToDate === undefined ? {} : { upToDate }),
 });
 
-const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-
 /** Tasks of a service as `service ps` shows them: by slot, then node, newest first. */
 export const taskRows = (tasks: Task[], nodes: ReadonlyMap<string, Node>, service?: Service): TaskListItem[] => {
   const template = service?.spec.task;
@@ -51,7 +49,7 @@ export const taskRows = (tasks: Task[], nodes: ReadonlyMap<string, Node>, servic
     return same;
   };
   return [...tasks]
-    .sort((a, b) => a.slot - b.slot || byText(a.nodeId, b.nodeId) || byText(b.meta.createdAt, a.meta.createdAt))
+    .sort((a, b) => a.slot - b.slot || compareText(a.nodeId, b.nodeId) || compareText(b.meta.createdAt, a.meta.createdAt))
     .map((t) => taskRow(t, nodes, upToDate(t.spec)));
 };
 

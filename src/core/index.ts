@@ -7,3 +7,4 @@ export * from './constraints.js';
 export * from './units.js';
 export * from './spec.js';
 export * from './freeze.js';
+export * from './compare.js';

@@ -7,7 +7,7 @@
 // Everything the updater needs is in the store (the service's updateStatus, the tasks' specs and states), so an
 // update resumes where it was after a manager restart or a change of leader.
 
-import { DEFAULT_UPDATE_CONFIG, isLive, isTerminal, matchConstraint, projectOf, sameJson, type Node, type RestartPolicy, type Service, type Task, type UpdateConfig, type UpdateStatus } from '../core/index.js';
+import { DEFAULT_UPDATE_CONFIG, compareText, isLive, isTerminal, matchConstraint, projectOf, sameJson, type Node, type RestartPolicy, type Service, type Task, type UpdateConfig, type UpdateStatus } from '../core/index.js';
 
 export interface ServicePlanInput {
   serviceId: string;
@@ -92,8 +92,8 @@ const isCurrentSpec = (spec: Task['spec'], template: Task['spec']): boolean => {
   return current;
 };
 
-/** Newest first, by creation time (ISO 8601 in UTC: ordered as strings). */
-const newestFirst = (a: Task, b: Task): number => (a.meta.createdAt > b.meta.createdAt ? -1 : a.meta.createdAt < b.meta.createdAt ? 1 : 0);
+/** Newest first, by creation time. */
+const newestFirst = (a: Task, b: Task): number => compareText(b.meta.createdAt, a.meta.createdAt);
 
 /** Orders a slot's live tasks best first: furthest along, then newest. */
 const better = (a: Task, b: Task): number => {

@@ -11,7 +11,7 @@
 // top entry whose stored key is current is a true minimum. A placement therefore costs O(depth · log n),
 // never a pass over the nodes.
 
-import { nodeAttribute } from '../core/index.js';
+import { compareText, nodeAttribute } from '../core/index.js';
 import type { NodeInfo } from './filters.js';
 import { Heap } from './heap.js';
 
@@ -36,13 +36,11 @@ interface GroupSlot {
 
 type Level = { kind: 'leaves'; heap: Heap<LeafSlot> } | { kind: 'groups'; heap: Heap<GroupSlot> };
 
-const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-
 const leafLess = (a: LeafSlot, b: LeafSlot): boolean =>
   a.svc !== b.svc ? a.svc < b.svc : a.total !== b.total ? a.total < b.total : a.info.node.id < b.info.node.id;
 
 const groupLess = (a: GroupSlot, b: GroupSlot): boolean =>
-  a.count !== b.count ? a.count < b.count : a.missing !== b.missing ? !a.missing : cmp(a.value, b.value) < 0;
+  a.count !== b.count ? a.count < b.count : a.missing !== b.missing ? !a.missing : compareText(a.value, b.value) < 0;
 
 /** One (service, preference list) whose per-group task counts are being kept. */
 interface Signature {
