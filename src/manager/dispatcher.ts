@@ -14,6 +14,7 @@ import { isoNow } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { chunked } from '../lib/chunks.js';
 import { rawText } from '../lib/ws-text.js';
+import { background } from '../lib/turn-budget.js';
 import {
   LEADER_HEADER,
   SESSION_PATH,
@@ -57,8 +58,6 @@ const ASSIGNMENT_COALESCE_MS = 50;
  * frame, TLS record, a syscall); a 250 ms window gathers five reconciles in one message. A small cluster keeps 50 ms.
  */
 const COALESCE_MS_PER_NODE = 0.2;
-/** How long the dispatcher sends to nodes in one turn of the event loop, at most (one node's message may go over). */
-const SEND_SLICE_MS = 10;
 /**
  * How often every connected node's set is checked, even without changes: it is sent a digest of its set
  * (assignments-check) and asks for the whole set if it holds another.
@@ -491,39 +490,45 @@ export class Dispatcher implements HeartbeatSource, LogSource {
   }
 
   private scheduleFlush(): void {
+    // One flush at a time: changes made while one sends wait for the next, a window after it ends (overlapping
+    // flushes sent the same nodes more, smaller messages, and the nodes answered each).
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     // Coalesce: one message per node per burst of writes, however many tasks changed.
     setTimeout(() => {
-      this.flushScheduled = false;
       const due: Due[] = [...this.dirty].map(([id, what]) => ({ id, what, check: this.checks.delete(id) }));
       for (const id of this.checks) due.push({ id, what: undefined, check: true });
       this.dirty.clear();
       this.checks.clear();
       this.coalesceMs = ASSIGNMENT_COALESCE_MS + due.length * COALESCE_MS_PER_NODE;
-      this.sendSlices(due, 0);
+      void this.sendSlices(due).finally(() => {
+        this.flushScheduled = false;
+        if (this.dirty.size > 0 || this.checks.size > 0) this.scheduleFlush();
+      });
     }, this.coalesceMs);
   }
 
   /**
-   * Sends to the nodes due something in slices of SEND_SLICE_MS, letting other callbacks (API requests, reports) run
-   * between slices: a thousand nodes' messages in one go would hold the event loop for a hundred milliseconds and more.
+   * Sends to the nodes due something, in slots of the background budget, letting other callbacks (API requests,
+   * reports) run between them: a thousand nodes' messages in one go would hold the event loop for a hundred
+   * milliseconds and more.
    */
-  private sendSlices(due: Due[], from: number): void {
-    const started = performance.now();
-    let i = from;
-    while (i < due.length && performance.now() - started < SEND_SLICE_MS) {
-      const { id, what, check } = due[i++] as Due;
-      const s = this.sessions.get(id);
-      if (!s) continue;
-      if (what === 'all') this.sendAssignments(s);
-      else if (what) this.sendUpdate(s, what);
-      // A digest describes the set as sent: with a change not sent yet (the node is dirty again), at the next flush.
-      if (!check || what === 'all') continue;
-      if (this.dirty.has(id)) this.markCheck(id);
-      else this.sendCheck(s);
+  private async sendSlices(due: Due[]): Promise<void> {
+    let i = 0;
+    while (i < due.length) {
+      await background.slot();
+      do {
+        const { id, what, check } = due[i++] as Due;
+        const s = this.sessions.get(id);
+        if (!s) continue;
+        if (what === 'all') this.sendAssignments(s);
+        else if (what) this.sendUpdate(s, what);
+        // A digest describes the set as sent: with a change not sent yet (the node is dirty again), at the next flush.
+        if (!check || what === 'all') continue;
+        if (this.dirty.has(id)) this.markCheck(id);
+        else this.sendCheck(s);
+      } while (i < due.length && !background.spent());
     }
-    if (i < due.length) setImmediate(() => this.sendSlices(due, i));
   }
 
   /** Sends the node a digest of its set (AssignmentsCheckMessage): ~50 bytes a task where the whole set is ~600. */
@@ -580,6 +585,7 @@ export class Dispatcher implements HeartbeatSource, LogSource {
   private async applyReports(): Promise<void> {
     try {
       while (this.reports.length > 0) {
+        await background.slot();
         const round = this.reports;
         this.reports = [];
         // A round that cannot finish (the store or the cache stopped) drops its reports: an agent that sees the manager

@@ -4,6 +4,7 @@
 import { setMaxListeners } from 'node:events';
 import { backoffDelay } from '../lib/backoff.js';
 import type { Logger } from '../lib/logger.js';
+import { background } from '../lib/turn-budget.js';
 
 export interface ReconcileResult {
   /** Run this key again after this many ms even if nothing changes (e.g. a restart delay ends). */
@@ -84,9 +85,10 @@ export class WorkQueue {
 
   private async worker(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
-      // A reconcile plans synchronously (tens of ms for a service of a thousand tasks); workers whose commits were
+      // A reconcile plans synchronously (up to tens of ms for a service of a thousand tasks); workers whose commits were
       // answered together would otherwise plan one after another in one turn of the event loop, holding it that long.
-      await new Promise((resolve) => setImmediate(resolve));
+      // Each takes a slot of the background budget the process's loops share.
+      await background.slot();
       if (signal.aborted) break;
       const key = this.next();
       if (key === undefined) {

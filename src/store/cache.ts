@@ -5,6 +5,7 @@
 
 import type { Kind, ObjectOfKind, StoredObject, Task } from '../core/index.js';
 import { ShoalError, deepFreeze, isLive } from '../core/index.js';
+import { background } from '../lib/turn-budget.js';
 import type { Store, WatchEvent } from './store.js';
 
 type Listener = (events: WatchEvent[]) => void;
@@ -15,8 +16,6 @@ interface Waiter {
   reject: (e: Error) => void;
 }
 
-/** How long the cache applies buffered batches before it lets other callbacks run. */
-const APPLY_SLICE_MS = 20;
 
 // The audit log is not cached: it only grows, and only `audit ls` reads it (from the store).
 const KINDS: Kind[] = ['cluster', 'node', 'service', 'task', 'user', 'team', 'token', 'grant', 'policy', 'template'];
@@ -71,6 +70,11 @@ export class Cache {
 
   count(kind: Kind): number {
     return this.objects.get(kind)?.size ?? 0;
+  }
+
+  /** The ids of the services that have tasks (a removed service's too, while its tasks wind down). */
+  serviceIdsWithTasks(): string[] {
+    return [...this.tasksByService.keys()];
   }
 
   tasksOfService(serviceId: string): Task[] {
@@ -160,17 +164,13 @@ export class Cache {
     let failures = 0;
     while (!signal.aborted) {
       try {
-        let since = performance.now();
         for await (const batch of this.store.watch({ fromRevision: this.current + 1, signal })) {
+          // Batches already buffered would otherwise be applied in one go (promise continuations never yield): each
+          // takes a slot of the background budget, ahead of the other loops' units, which wait for what it applies
+          // (controllers their own writes: a cache behind them starved them for seconds with 5 ms slices of its own).
+          await background.slot('first');
           this.apply(batch);
           failures = 0;
-          // Batches already buffered would otherwise be applied in one go (promise continuations never yield): let
-          // the event loop answer requests and sessions between slices of about APPLY_SLICE_MS. (5 ms slices starved the
-          // cache under load: controllers waited seconds for their own writes.)
-          if (performance.now() - since > APPLY_SLICE_MS) {
-            await new Promise((r) => setImmediate(r));
-            since = performance.now();
-          }
         }
         // A watch ends by itself only when the store closes: nothing more will come.
         return stopped();
