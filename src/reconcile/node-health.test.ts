@@ -38,17 +38,22 @@ class Sessions implements HeartbeatSource {
   }
 }
 
-it('finds a node whose session broke down after one heartbeat period, and a silent one after the missed beats', async () => {
+/** A store holding nodes `ids`, its cache, and a controller context on `clock`. */
+const setup = async (ids: string[], clock: () => number, signal: AbortSignal): Promise<{ store: SqliteStore; cache: Cache; ctx: ControllerContext }> => {
   const dir = await mkdtemp(join(tmpdir(), 'shoal-health-'));
   dirs.push(dir);
   const store = SqliteStore.open(join(dir, 'store.db'));
+  await store.commit(ids.map((id) => ({ op: 'create', object: sampleNode(id) })));
+  const cache = await Cache.start(store, { signal });
+  return { store, cache, ctx: { store, cache, clock: { now: clock }, logger: silentLogger, newId: () => newId() } };
+};
+
+it('finds a node whose session broke down after one heartbeat period, and a silent one after the missed beats', async () => {
   const ctl = new AbortController();
+  const t0 = Date.now();
+  let now = t0;
+  const { store, cache, ctx } = await setup(['broke', 'silent', 'back'], () => now, ctl.signal);
   try {
-    const t0 = Date.now();
-    let now = t0;
-    await store.commit(['broke', 'silent', 'back'].map((id) => ({ op: 'create', object: sampleNode(id) })));
-    const cache = await Cache.start(store, { signal: ctl.signal });
-    const ctx: ControllerContext = { store, cache, clock: { now: () => now }, logger: silentLogger, newId: () => newId() };
     const sessions = new Sessions();
     // All three were heard from at t0. 'broke' lost its session then; 'back' lost it too but connected again.
     for (const id of ['broke', 'silent', 'back']) sessions.beats.set(id, t0);
@@ -72,6 +77,26 @@ it('finds a node whose session broke down after one heartbeat period, and a sile
     assert.match(dropped.back ?? '', /^ready/, 'a node that reconnected is not down');
     const silent = await at(3 * PERIOD + 100, 'silent', 'down');
     assert.match(silent.silent ?? '', /^down: no heartbeat for 1500ms/);
+  } finally {
+    ctl.abort();
+    await store.close();
+  }
+});
+
+it('checks a broken session the moment its period ends, not at the next periodic check', async () => {
+  const ctl = new AbortController();
+  const { store, cache, ctx } = await setup(['broke'], () => Date.now(), ctl.signal);
+  try {
+    const sessions = new Sessions();
+    const started = Date.now();
+    sessions.beats.set('broke', started);
+    // Due 130 ms from now: the periodic checks (every period / 4 = 125 ms) would find it only at 250 ms.
+    sessions.drops.set('broke', started - PERIOD + 130);
+    void new NodeHealth(ctx, sessions).run(ctl.signal);
+    while (cache.get('node', 'broke')?.status.state !== 'down' && Date.now() - started < 2000) await new Promise((r) => setTimeout(r, 5));
+    const tookMs = Date.now() - started;
+    assert.equal(cache.get('node', 'broke')?.status.state, 'down');
+    assert.ok(tookMs >= 130 && tookMs < 240, `found down ${tookMs} ms after the start, where its period ended at 130 ms`);
   } finally {
     ctl.abort();
     await store.close();
