@@ -40,7 +40,7 @@ export class ServiceController {
   /** Every service, and every service id that still has tasks (removed services wind down too). */
   private resyncAll(): void {
     for (const s of this.ctx.cache.list('service')) this.queue.add(s.id);
-    for (const t of this.ctx.cache.list('task')) this.queue.add(t.serviceId);
+    for (const id of this.ctx.cache.serviceIdsWithTasks()) this.queue.add(id);
   }
 
   private onEvents(events: WatchEvent[]): void {

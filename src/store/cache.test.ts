@@ -88,6 +88,10 @@ describe('Cache', () => {
       await within(cache.waitFor(gone.revision), 'the delete');
       for (const sid of ['s1', 's2', 'none']) assert.deepEqual(cache.taskCounts(sid), scan(cache, sid), sid);
       assert.deepEqual(cache.taskCounts('s1'), { live: 1, running: 1 });
+      assert.deepEqual(cache.serviceIdsWithTasks().sort(), ['s1', 's2']);
+      const rest = cache.tasksOfService('s2');
+      await within(cache.waitFor((await store.commit(rest.map(remove))).revision), 'the last task of s2 deleted');
+      assert.deepEqual(cache.serviceIdsWithTasks(), ['s1'], 'a service without tasks left is not listed');
     }));
 
   it('ends up a consistent copy when it starts while writers commit', () =>
