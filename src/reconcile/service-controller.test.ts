@@ -1,5 +1,5 @@
-// Tests of the service controller over a real SQLite store and cache: a stop-first update goes on without an agent's
-// report when no node has the old task, and a failed task is replaced.
+// Tests of the service controller over a real SQLite store and cache: a large service is placed evenly, a stop-first
+// update goes on without an agent's report when no node has the old task, and a failed task is replaced.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -11,9 +11,10 @@ import { systemClock } from '../lib/clock.js';
 import { newId } from '../lib/ids.js';
 import { silentLogger } from '../lib/logger.js';
 import { Cache } from '../store/cache.js';
-import { sampleService } from '../store/contract.js';
+import { sampleNode, sampleService } from '../store/contract.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { ControllerContext } from './context.js';
+import { SchedulingLoop } from './scheduling.js';
 import { ServiceController } from './service-controller.js';
 
 const dirs: string[] = [];
@@ -31,17 +32,22 @@ const until = async <T>(what: string, check: () => T | undefined, ms = 3000): Pr
   throw new Error(`timed out after ${ms} ms waiting for ${what}`);
 };
 
-/** A controller (no periodic resync within a test) over a fresh store holding `service`; no nodes, so tasks stay pending. */
-const withController = async (service: Service, body: (ctx: ControllerContext) => Promise<void>): Promise<void> => {
+/**
+ * A controller (no periodic resync within a test) over a fresh store holding `service`. Without `nodes` there are none,
+ * so tasks stay pending; with them, the scheduling loop places tasks as the controller makes them.
+ */
+const withController = async (service: Service, body: (ctx: ControllerContext) => Promise<void>, nodes: string[] = []): Promise<void> => {
   const dir = await mkdtemp(join(tmpdir(), 'shoal-services-'));
   dirs.push(dir);
   const store = SqliteStore.open(join(dir, 'store.db'));
   const abort = new AbortController();
   try {
-    await store.commit([{ op: 'create', object: service }]);
+    await store.commit([...nodes.map((id) => ({ op: 'create' as const, object: sampleNode(id) })), { op: 'create', object: service }]);
     const cache = await Cache.start(store, { signal: abort.signal });
     const ctx: ControllerContext = { store, cache, clock: systemClock, logger: silentLogger, newId: () => newId() };
-    void new ServiceController(ctx, { resyncMs: 600_000 }).run(abort.signal);
+    const placer = nodes.length > 0 ? new SchedulingLoop(ctx) : undefined;
+    void placer?.run(abort.signal);
+    void new ServiceController(ctx, { resyncMs: 600_000, ...(placer ? { placer } : {}) }).run(abort.signal);
     await body(ctx);
   } finally {
     abort.abort();
@@ -50,6 +56,22 @@ const withController = async (service: Service, body: (ctx: ControllerContext) =
 };
 
 describe('ServiceController', () => {
+  it('places a large service evenly: it places in pieces, and each piece sees the placements of those before it', () =>
+    withController(
+      sampleService('big', 700),
+      async (ctx) => {
+        const tasks = await until('700 tasks assigned', () => {
+          const ts = ctx.cache.tasksOfService('big');
+          return ts.length === 700 && ts.every((t) => t.status.state === 'assigned') ? ts : undefined;
+        }, 10_000);
+        const perNode = ['n1', 'n2', 'n3'].map((n) => tasks.filter((t) => t.nodeId === n).length);
+        // Pieces of 250 placed without the others' placements would put 84 + 84 + 67 on one node and 83 + 83 + 66 on another.
+        assert.ok(Math.max(...perNode) - Math.min(...perNode) <= 1, `spread evenly: ${perNode.join(', ')}`);
+        assert.deepEqual([...new Set(tasks.map((t) => t.slot))].length, 700, 'one task per slot');
+      },
+      ['n1', 'n2', 'n3'],
+    ));
+
   it('replaces a task its node reports failed', () =>
     withController(sampleService('web', 3), async (ctx) => {
       const tasks = await until('3 tasks', () => (ctx.cache.tasksOfService('web').length === 3 ? ctx.cache.tasksOfService('web') : undefined));
