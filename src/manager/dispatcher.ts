@@ -501,10 +501,12 @@ export class Dispatcher implements HeartbeatSource, LogSource {
       this.dirty.clear();
       this.checks.clear();
       this.coalesceMs = ASSIGNMENT_COALESCE_MS + due.length * COALESCE_MS_PER_NODE;
-      void this.sendSlices(due).finally(() => {
-        this.flushScheduled = false;
-        if (this.dirty.size > 0 || this.checks.size > 0) this.scheduleFlush();
-      });
+      void this.sendSlices(due)
+        .catch((e: unknown) => this.opts.logger.warn('cannot send assignments', { error: e, nodes: due.length }))
+        .finally(() => {
+          this.flushScheduled = false;
+          if (this.dirty.size > 0 || this.checks.size > 0) this.scheduleFlush();
+        });
     }, this.coalesceMs);
   }
 
