@@ -16,7 +16,6 @@ interface Waiter {
   reject: (e: Error) => void;
 }
 
-
 // The audit log is not cached: it only grows, and only `audit ls` reads it (from the store).
 const KINDS: Kind[] = ['cluster', 'node', 'service', 'task', 'user', 'team', 'token', 'grant', 'policy', 'template'];
 
