@@ -377,8 +377,9 @@ export class SqliteStore implements Store {
     });
   }
 
-  private get queued(): number {
-    return this.pending.interactive.length + this.pending.background.length;
+  /** Commits wait and the writer takes another group (fewer than GROUPS_IN_FLIGHT are being written). */
+  private get canSend(): boolean {
+    return this.inFlight < GROUPS_IN_FLIGHT && this.pending.interactive.length + this.pending.background.length > 0;
   }
 
   /**
@@ -391,9 +392,9 @@ export class SqliteStore implements Store {
     this.flushing = true;
     void (async () => {
       try {
-        while (!this.closed && this.inFlight < GROUPS_IN_FLIGHT && this.queued > 0) {
+        while (!this.closed && this.canSend) {
           await background.slot('first');
-          if (!this.closed && this.inFlight < GROUPS_IN_FLIGHT) this.sendGroup();
+          if (!this.closed && this.canSend) this.sendGroup();
         }
       } finally {
         this.flushing = false;
@@ -403,7 +404,7 @@ export class SqliteStore implements Store {
 
   /** Sends what is queued at once, without waiting for budget (closing). */
   private flushNow(): void {
-    while (this.inFlight < GROUPS_IN_FLIGHT && this.queued > 0) this.sendGroup();
+    while (this.canSend) this.sendGroup();
   }
 
   /** Sends the next group of queued commits (none if every one of them failed its fence). */
