@@ -312,7 +312,7 @@ export const registerClusterSettingsCommands = (program: Command): void => {
   cluster
     .command('update')
     .description('change cluster settings')
-    .option('--heartbeat-period <duration>', 'how often agents heartbeat (a node is down after 3 missed periods)')
+    .option('--heartbeat-period <duration>', 'how often agents heartbeat (a node is down after 5 silent periods)')
     .option('--task-history-limit <n>', 'dead tasks kept per slot')
     .option('--cert-expiry <duration>', 'lifetime of node certificates issued from now on (default 90 days); nodes renew at 50-80% of it')
     .action(async (flags: { heartbeatPeriod?: string; taskHistoryLimit?: string; certExpiry?: string }, cmd: Command) => {
