@@ -104,6 +104,14 @@ const percentile = (xs: number[], p: number): number => {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? 0;
 };
 
+/** The p10, p50, p90 and p99 of a list of seconds, rounded. */
+const percentiles = (xs: number[]): Record<'p10' | 'p50' | 'p90' | 'p99', number> => ({
+  p10: round(percentile(xs, 10)),
+  p50: round(percentile(xs, 50)),
+  p90: round(percentile(xs, 90)),
+  p99: round(percentile(xs, 99)),
+});
+
 interface Latency {
   n: number;
   p50Ms: number;
@@ -173,6 +181,30 @@ const stalls = (before: string, after: string): Record<string, unknown> => {
   );
   const placed = histogramDelta(a, b, 'shoal_scheduling_latency_seconds', '', 1).count;
   return { tasksPlaced: placed, eventLoopDelay: { probes: loop.count, over50ms: loop.over, p99AtMostSeconds: loop.p99AtMostSeconds }, gc };
+};
+
+/**
+ * The nodes the manager found down, with when (epoch ms), from its event stream (`GET /v1/events`) until `stop()`: a
+ * node found down and ready again within a second shows here, where a poll of the node list would miss it.
+ */
+const followDowns = (client: ShoalClient): { downs: { id: string; at: number }[]; stop: () => Promise<void> } => {
+  const downs: { id: string; at: number }[] = [];
+  const ctl = new AbortController();
+  // Settles either way: a stream that broke before it was stopped is reported by stop(), never left unhandled.
+  const ended = (async (): Promise<Error | undefined> => {
+    try {
+      for await (const e of client.events({ follow: true, filters: ['type=node'], signal: ctl.signal })) if (e.action === 'down') downs.push({ id: e.id, at: Date.parse(e.time) });
+      return new Error('the event stream ended by itself');
+    } catch (e) {
+      return ctl.signal.aborted ? undefined : e instanceof Error ? e : new Error(String(e));
+    }
+  })();
+  const stop = async (): Promise<void> => {
+    ctl.abort();
+    const failure = await ended;
+    if (failure !== undefined) throw new Error(`following node events failed: ${failure.message}`);
+  };
+  return { downs, stop };
 };
 
 // ------------------------------------------------------------------ the processes
@@ -245,7 +277,11 @@ interface RunResult {
   tasks: number;
   services: number;
   join: { seconds: number; nodesPerSecond: number };
-  converge: { seconds: number; tasksPerSecond: number; firstRunningSeconds: number };
+  /**
+   * `liveNodesFoundDown`: nodes the manager found down while converging (none was killed: each is a node whose messages
+   * it heard too late), from its events; `hollowNodesMaxLoopDelayMs`: the hollow nodes' process's longest stall.
+   */
+  converge: { seconds: number; tasksPerSecond: number; firstRunningSeconds: number; liveNodesFoundDown: number; hollowNodesMaxLoopDelayMs: number };
   api: { idle: Record<string, Latency>; converging: Record<string, Latency>; failingOver: Record<string, Latency> };
   processes: Record<string, { peakRssMiB: number; convergeCpu: { cpuSeconds: number; avgCores: number } }>;
   /**
@@ -260,6 +296,8 @@ interface RunResult {
     lastStartSeconds: number;
     replacementsRunning: number;
     startedSeconds: Record<'p10' | 'p50' | 'p90' | 'p99', number>;
+    /** When the replacements were made (seconds after the kill): the controllers' part of `startedSeconds`. */
+    createdSeconds: Record<'p10' | 'p50' | 'p90' | 'p99', number>;
     liveNodesFoundDown: number;
     hollowNodesMaxLoopDelayMs: number;
   };
@@ -336,6 +374,10 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
     const series: [number, number][] = [];
     const stop = { done: false };
     const scrapeBefore = await manager.scrape();
+    const downs = followDowns(client);
+    const convergeStart = Date.now();
+    // Resets the hollow nodes' loop-delay figure: from here, it is the one while converging.
+    await nodes.ask({ type: 'count' });
     const t0 = performance.now();
     const api = sampleApi(client, stop, series, t0);
     process.stderr.write(`[${store}] creating ${SERVICES} services, ${TASKS} tasks…\n`);
@@ -353,6 +395,8 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
       return running >= TASKS ? true : undefined;
     });
     const convergeSeconds = (performance.now() - t0) / 1000;
+    const foundDownConverging = new Set(downs.downs.filter((d) => d.at >= convergeStart).map((d) => d.id)).size;
+    const nodesConverging = (await nodes.ask({ type: 'count' })) as NodesReply & { type: 'count' };
     stop.done = true;
     const convergingApi = await api;
     const convergingStalls = stalls(scrapeBefore, await manager.scrape());
@@ -373,7 +417,6 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
     // `service ls` alone while failing over: it draws the chart, and the latencies asked for are those while converging.
     const failSeries = sampleApi(client, failStop, series, t0, 'serviceLs');
     let nodesLoopDelayMs = 0;
-    let falselyDown = 0;
     let listedAt = 0;
     await until('the killed nodes\' tasks running elsewhere', async () => {
       // The node list (1,000 rows) about once a second once the killed nodes are down: the probe must not be the load.
@@ -381,7 +424,6 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
         listedAt = performance.now();
         const listed = await client.listNodes();
         if (downAt === 0 && listed.filter((n) => gone.has(n.id)).every((n) => n.status === 'down')) downAt = performance.now();
-        falselyDown = Math.max(falselyDown, listed.filter((n) => !gone.has(n.id) && n.status === 'down').length);
       }
       const counted = (await nodes?.ask({ type: 'count' })) as NodesReply & { type: 'count' };
       nodesLoopDelayMs = Math.max(nodesLoopDelayMs, counted.maxLoopDelayMs);
@@ -392,11 +434,16 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
     failStop.done = true;
     const failingOverApi = await failSeries;
     const failoverStalls = stalls(scrapeKill, await manager.scrape());
+    await downs.stop();
+    const foundDownFailingOver = new Set(downs.downs.filter((d) => d.at >= killedAt && !gone.has(d.id)).map((d) => d.id)).size;
     // The replacements (tasks made since the kill) and when the last of them started running, from the tasks' record.
     const started: number[] = [];
+    const created: number[] = [];
     for (let i = 0; i < SERVICES; i++) {
       for (const t of await client.serviceTasks(`svc-${String(i).padStart(3, '0')}`)) {
-        if (t.state === 'running' && Date.parse(t.createdAt) >= killedAt) started.push((Date.parse(t.stateSince) - killedAt) / 1000);
+        if (t.state !== 'running' || Date.parse(t.createdAt) < killedAt) continue;
+        started.push((Date.parse(t.stateSince) - killedAt) / 1000);
+        created.push((Date.parse(t.createdAt) - killedAt) / 1000);
       }
     }
 
@@ -406,7 +453,13 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
       tasks: TASKS,
       services: SERVICES,
       join: { seconds: round(joinSeconds), nodesPerSecond: round(NODES / joinSeconds, 0) },
-      converge: { seconds: round(convergeSeconds), tasksPerSecond: round(TASKS / convergeSeconds, 0), firstRunningSeconds: firstRunning },
+      converge: {
+        seconds: round(convergeSeconds),
+        tasksPerSecond: round(TASKS / convergeSeconds, 0),
+        firstRunningSeconds: firstRunning,
+        liveNodesFoundDown: foundDownConverging,
+        hollowNodesMaxLoopDelayMs: round(nodesConverging.maxLoopDelayMs, 0),
+      },
       api: { idle: idleApi, converging: convergingApi, failingOver: failingOverApi },
       processes: Object.fromEntries(
         Object.entries(pids)
@@ -421,9 +474,10 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
         lastStartSeconds: round(Math.max(0, ...started)),
         replacementsRunning: started.length,
         // When the replacements started (seconds after the kill): a long tail would point at stragglers, not throughput.
-        startedSeconds: { p10: round(percentile(started, 10)), p50: round(percentile(started, 50)), p90: round(percentile(started, 90)), p99: round(percentile(started, 99)) },
-        // Live nodes the manager found down at once (heartbeats heard too late), and the hollow nodes' own longest stall.
-        liveNodesFoundDown: falselyDown,
+        startedSeconds: percentiles(started),
+        createdSeconds: percentiles(created),
+        // Live nodes the manager found down meanwhile (messages heard too late; from its events), and the hollow nodes' own longest stall.
+        liveNodesFoundDown: foundDownFailingOver,
         hollowNodesMaxLoopDelayMs: round(nodesLoopDelayMs, 0),
       },
       stalls: { converging: convergingStalls, failover: failoverStalls },
