@@ -30,7 +30,7 @@ export interface LeadershipDeps {
 
 /**
  * Share of the TTL after the last acknowledged keepalive (counted from when it was sent, so never later than etcd
- * renewed the lease) at which a leader stops acting on its own. It leaves 15% of the TTL (300 ms at 2 s) before etcd
+ * renewed the lease) at which a leader stops acting on its own. It leaves 15% of the TTL (750 ms at 5 s) before etcd
  * can let anyone else lead; lower shares made a busy manager (an event loop held up for a second by a burst of task
  * starts) step down needlessly, costing a failover each time. Writes are fenced whatever this is.
  */
