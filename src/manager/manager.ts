@@ -28,7 +28,7 @@ import { VERSION } from './version.js';
 /**
  * Leadership lease: a leader that dies is replaced this long after its last renewal (etcd's minimum is 2 s). Not 2 s:
  * a leader steps down once its keepalives go unanswered for 85% of it, and in bench/scale on etcd (1,000 nodes,
- * 100,000 tasks, two cores) a 2 s lease lost the leadership while converging in 3 runs of 3 on one day (after 20 runs
+ * 100,000 tasks, two cores) a 2 s lease lost the leadership while converging in 3 runs of 3 on one day (after 22 runs
  * without); each loss ended every node's session, a thousand reconnected at once, nodes were found down and their
  * tasks moved, and convergence never finished. With 5 s: none lost, converged in 39.9 s.
  */
