@@ -215,12 +215,12 @@ export class Agent {
         else if (outcome.kind === 'welcomed') this.opts.logger.debug('session error', { error: e.message, manager: address });
       });
       ws.on('close', (code, reason) => {
+        signal.removeEventListener('abort', onAbort);
         if (this.socket === ws) {
+          this.socket = undefined;
           clearTimeout(this.beatTimer);
           this.beatTimer = undefined;
         }
-        signal.removeEventListener('abort', onAbort);
-        if (this.socket === ws) this.socket = undefined;
         for (const c of this.logStreams.values()) c.abort();
         if (!signal.aborted && outcome.kind === 'welcomed') this.opts.logger.info('session closed', { code, reason: String(reason), manager: address });
         resolve(outcome);

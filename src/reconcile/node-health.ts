@@ -20,7 +20,7 @@ export interface NodeHealthOptions {
 /**
  * Five: with three (1.5 s at the default period), bench/scale found 1-133 live nodes down in 9 of 14 runs, each a node
  * whose messages came up to ~1.7 s apart while the process of the 1,000 hollow nodes (sharing two cores with the
- * manager) was held up for up to ~1 s, and each cost a hundred tasks moved for nothing; with five, none in 3 runs. A node
+ * manager) was held up for up to ~1.7 s, and each cost a hundred tasks moved for nothing; with five, none in 19 runs. A node
  * whose session breaks is still found down after one period.
  */
 export const DEFAULT_MISSED_BEATS = 5;
