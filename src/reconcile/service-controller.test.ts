@@ -1,5 +1,6 @@
-// Tests of the service controller over a real SQLite store and cache: a large service is placed evenly, a stop-first
-// update goes on without an agent's report when no node has the old task, and a failed task is replaced.
+// Tests of the service controller over a real SQLite store and cache: a large service is placed evenly, a service is
+// planned again for others' writes and not for its own, a stop-first update goes on without an agent's report when no
+// node has the old task, and a failed task is replaced.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -36,7 +37,7 @@ const until = async <T>(what: string, check: () => T | undefined, ms = 3000): Pr
  * A controller (no periodic resync within a test) over a fresh store holding `service`. Without `nodes` there are none,
  * so tasks stay pending; with them, the scheduling loop places tasks as the controller makes them.
  */
-const withController = async (service: Service, body: (ctx: ControllerContext) => Promise<void>, nodes: string[] = []): Promise<void> => {
+const withController = async (service: Service, body: (ctx: ControllerContext, plans: () => number) => Promise<void>, nodes: string[] = []): Promise<void> => {
   const dir = await mkdtemp(join(tmpdir(), 'shoal-services-'));
   dirs.push(dir);
   const store = SqliteStore.open(join(dir, 'store.db'));
@@ -47,8 +48,15 @@ const withController = async (service: Service, body: (ctx: ControllerContext) =
     const ctx: ControllerContext = { store, cache, clock: systemClock, logger: silentLogger, newId: () => newId() };
     const placer = nodes.length > 0 ? new SchedulingLoop(ctx) : undefined;
     void placer?.run(abort.signal);
-    void new ServiceController(ctx, { resyncMs: 600_000, ...(placer ? { placer } : {}) }).run(abort.signal);
-    await body(ctx);
+    const controller = new ServiceController(ctx, { resyncMs: 600_000, ...(placer ? { placer } : {}) });
+    let plans = 0;
+    const reconcile = controller.reconcile.bind(controller);
+    controller.reconcile = (key, signal) => {
+      plans++;
+      return reconcile(key, signal);
+    };
+    void controller.run(abort.signal);
+    await body(ctx, () => plans);
   } finally {
     abort.abort();
     await store.close();
@@ -71,6 +79,16 @@ describe('ServiceController', () => {
       },
       ['n1', 'n2', 'n3'],
     ));
+
+  it('plans a service again for writes of others, not for its own', () =>
+    withController(sampleService('web', 3), async (ctx, plans) => {
+      const tasks = await until('3 tasks', () => (ctx.cache.tasksOfService('web').length === 3 ? ctx.cache.tasksOfService('web') : undefined));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(plans(), 1, 'the tasks it made leave nothing to plan');
+      const t = tasks[0] as Task;
+      await ctx.store.commit([{ op: 'update', object: { ...t, desiredState: 'shutdown' } }]);
+      await until('a second plan', () => (plans() === 2 ? true : undefined));
+    }));
 
   it('replaces a task its node reports failed', () =>
     withController(sampleService('web', 3), async (ctx) => {

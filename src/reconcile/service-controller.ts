@@ -20,6 +20,12 @@ export interface ServiceControllerOptions {
 
 export class ServiceController {
   readonly queue: WorkQueue;
+  /**
+   * Task writes of plans that settle (no `again`) whose events are still to come, by task id: the version the write
+   * makes, or 0 for a delete. Their events do not plan the service again: it would find nothing to do (a failover
+   * planned each service twice, the second time for nothing).
+   */
+  private readonly ownWrites = new Map<string, number>();
 
   constructor(
     private readonly ctx: ControllerContext,
@@ -51,6 +57,7 @@ export class ServiceController {
     for (const ev of events) {
       if (ev.kind === 'service') this.queue.add(ev.id);
       else if (ev.kind === 'task' && ev.object.kind === 'task') {
+        if (this.isOwnWrite(ev)) continue;
         if (ev.type === 'delete' || this.taskChangeMatters(ev.object, ev.prev as Task | undefined)) this.queue.add(ev.object.serviceId);
       }
       else if (ev.kind === 'node' && ev.object.kind === 'node') {
@@ -59,6 +66,14 @@ export class ServiceController {
         for (const s of this.ctx.cache.list('service')) if ('global' in s.spec.mode) this.queue.add(s.id);
       }
     }
+  }
+
+  /** Whether the event is the echo of a write of a plan that settles (and forgets the write). */
+  private isOwnWrite(ev: WatchEvent): boolean {
+    const version = this.ownWrites.get(ev.id);
+    if (version === undefined || version !== (ev.type === 'delete' ? 0 : ev.object.meta.version)) return false;
+    this.ownWrites.delete(ev.id);
+    return true;
   }
 
   /**
@@ -132,6 +147,8 @@ export class ServiceController {
     // The worker moves on to the next service as soon as the commit is queued; the service itself is not planned again
     // until the cache has it. Waiting for the cache (0.5-1 s behind) made four workers ~25 reconciles/s; waiting for
     // the commit (100-150 ms while failing over) made them ~30: a failover reconciles every service.
+    const own = plan.again ? [] : ownWrites(ops);
+    for (const [id, version] of own) this.ownWrites.set(id, version);
     const commit = commitChunks(this.ctx, ops);
     const settled = (async (): Promise<void> => {
       let committed: Committed;
@@ -145,7 +162,18 @@ export class ServiceController {
       if (!committed.failed) return;
       this.opts.placer?.release(created);
       throw committed.failed.reason;
-    })();
+    })().finally(() => {
+      // Writes that failed (or whose events were not seen) are not waited for any more.
+      for (const [id, version] of own) if (this.ownWrites.get(id) === version) this.ownWrites.delete(id);
+    });
     return { ...requeue, settled };
   }
 }
+
+/** The task writes among `ops`, by task id: the version each makes in the store, or 0 for a delete. */
+const ownWrites = (ops: readonly Op[]): [string, number][] =>
+  ops.flatMap((op): [string, number][] => {
+    if (op.op === 'delete') return op.kind === 'task' ? [[op.id, 0]] : [];
+    if (op.object.kind !== 'task') return [];
+    return [[op.object.id, op.op === 'create' ? 1 : op.object.meta.version + 1]];
+  });

@@ -441,7 +441,9 @@ describe('planService: properties', () => {
           assert.equal(p.create.length, 0);
         }
 
-        // Level-triggered: planning again at the same time has nothing left to write.
+        // Level-triggered: planning again at the same time has nothing left to write, which is what a plan without
+        // `again` promises (the controller then skips planning the service again for its own writes' events).
+        assert.equal(p.again, undefined);
         const again = plan({ service, tasks: after, historyLimit });
         assert.deepEqual([again.create, again.update, again.delete], [[], [], []]);
       }),
@@ -537,6 +539,7 @@ describe('planService: rolling updates', () => {
     assert.deepEqual(desiredOf(p), { o1: 'shutdown', o2: 'shutdown' });
     assert.deepEqual(p.create.map((t) => [t.slot, t.desiredState, t.spec.container.image]), [[1, 'ready', 'busybox:2'], [2, 'ready', 'busybox:2']]);
     assert.equal(p.service, undefined, 'the update goes on');
+    assert.equal(p.again, true, "an update's steps follow one another: its writes plan it again");
     // While the old task still runs, its replacement waits; once it has stopped, the replacement starts.
     const waiting = [task('o1', { slot: 1, desired: 'shutdown' }), { ...fresh(service, 'n1', { slot: 1, state: 'preparing' }), desiredState: 'ready' as const }, ...olds(4).slice(1)];
     assert.equal(desiredOf(plan({ service, tasks: waiting })).n1, undefined);

@@ -29,6 +29,13 @@ export interface ServicePlan {
   requeueAfterMs?: number;
   /** The service with a new update status (or, to roll back, its previous spec), written with compare-and-set. */
   service?: Service;
+  /**
+   * Set when planning again right after this plan is written may find more to do: a rolling update's or rollback's
+   * steps follow one another, and global services are not shown otherwise. Without it, planning the same tasks again at
+   * the same time writes nothing (the property tests check it), so the writes' own events need not plan the service
+   * again.
+   */
+  again?: true;
 }
 
 /** An update (or rollback) is replacing tasks now. */
@@ -286,6 +293,7 @@ export const planService = (input: ServicePlanInput): ServicePlan => {
     }
   }
 
+  if (update || global) plan.again = true;
   if (update) {
     const replacing = new Set(plan.create.map(keyOf));
     plan.service = planUpdate({
