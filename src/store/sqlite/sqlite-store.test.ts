@@ -394,6 +394,49 @@ describe('SqliteStore', () => {
     }
   });
 
+  it('gives the first live watcher of task writes the committed objects stamped, equal to what the log keeps, and others copies of their own', async () => {
+    const store = SqliteStore.open(await tempPath());
+    const ctl = new AbortController();
+    /** Starts a watch from revision 1 now; `take(n)` then gives its first n batches. */
+    const watch = (): { take: (n: number) => Promise<WatchEvent[][]> } => {
+      const it = store.watch({ fromRevision: 1, signal: ctl.signal })[Symbol.asyncIterator]();
+      const head = it.next(); // the watcher is registered and waits for the first commit
+      return {
+        take: async (n) => {
+          const out = [(await within(head, 'batch 1')).value as WatchEvent[]];
+          while (out.length < n) out.push((await within(it.next(), `batch ${out.length + 1}`)).value as WatchEvent[]);
+          return out;
+        },
+      };
+    };
+    try {
+      const first = watch();
+      const second = watch();
+      const t1 = sampleTask('t1', 'svc', 'n1');
+      const t2 = sampleTask('t2', 'svc', 'n1', 2);
+      const [s1] = (await store.commit([{ op: 'create', object: t1 }, { op: 'create', object: t2 }])).objects as Task[];
+      const s1v2 = (await store.commit([{ op: 'update', object: { ...s1!, status: { ...s1!.status, state: 'running' } } }])).objects[0] as Task;
+      // Stamped otherwise than sent (a createdAt that is not the stored one): the event is what was stored.
+      await store.commit([{ op: 'update', object: { ...s1v2, desiredState: 'shutdown', meta: { ...s1v2.meta, createdAt: '2001-01-01T00:00:00.000Z' } } }]);
+      await store.commit([{ op: 'delete', kind: 'task', id: 't2', version: 1 }, createNode('n9')]);
+      const live = await first.take(4);
+      const other = await second.take(4);
+      const log = await watch().take(4);
+      assert.deepEqual(live, log);
+      assert.deepEqual(other, log);
+      assert.equal((live[2]?.[0]?.object as Task).meta.createdAt, s1!.meta.createdAt);
+      // The first watcher's objects are made from what was committed (they share its spec: nothing was parsed), yet are
+      // objects of their own: neither what was committed nor what another watcher got.
+      const created = live[0]?.[0]?.object as Task;
+      assert.equal(created.spec, t1.spec);
+      assert.notEqual((other[0]?.[0]?.object as Task).spec, t1.spec);
+      assert.ok(created !== t1 && created !== other[0]?.[0]?.object);
+    } finally {
+      ctl.abort();
+      await store.close();
+    }
+  });
+
   it('reads a file of schema 2 (specs inline) as it is, and writes its tasks on with their spec stored once', async () => {
     const path = await tempPath();
     const v2 = SqliteStore.open(path);

@@ -23,7 +23,8 @@ export interface WriterConfig {
  * sqlite-store.ts) however many tasks share it.
  */
 export type WireOp =
-  | { op: 'create' | 'update'; kind: string; id: string; version: number; body: string; spec?: number }
+  | { op: 'create'; kind: string; id: string; version: number; body: string; spec?: number }
+  | { op: 'update'; kind: string; id: string; version: number; body: string; spec?: number; createdAt: string }
   | { op: 'delete'; kind: string; id: string; version: number };
 
 /** One commit: its ops and the time it is stamped with (the store's clock lives on the main thread). */
@@ -37,8 +38,12 @@ export type WriterCommand = { type: 'group'; commits: WireCommit[]; specs: strin
 
 export type WriterRequest = WriterCommand & { seq: number };
 
-/** A commit's outcome: the revision and its WatchEvent[] as JSON, or why it was not written. */
-export type WireOutcome = { revision: number; kinds: string[]; json: string } | { error: WireError };
+/**
+ * A commit's outcome: the revision and its WatchEvent[] as JSON, or why it was not written. `asSent` says every op put
+ * its object as sent, stamped the usual way (version 1 for a create, the sent version + 1 for an update, createdAt now
+ * for a create and as sent for an update, updatedAt now): the sender can make the events from its own objects.
+ */
+export type WireOutcome = { revision: number; kinds: string[]; json: string; asSent?: true } | { error: WireError };
 
 export interface WireError {
   code: ErrorCode | undefined;
@@ -193,6 +198,7 @@ class Writer {
     const { now } = c;
     const events: string[] = [];
     const kinds = new Set<string>();
+    let asSent = true;
     for (const op of c.ops) {
       kinds.add(op.kind);
       const row = this.stmt.get.get(op.kind, op.id);
@@ -201,6 +207,7 @@ class Writer {
         if (row.version !== op.version) throw conflict('delete', op.kind, op.id, op.version, row.version);
         const last = this.stmt.getData.get(op.kind, op.id) as string;
         this.stmt.remove.run(op.kind, op.id);
+        asSent = false; // the event carries the object last stored, which the sender does not have
         events.push(eventJson(revision, 'delete', op.kind, op.id, last));
         continue;
       }
@@ -214,6 +221,7 @@ class Writer {
       } else {
         if (row === undefined) throw new ShoalError('not_found', `cannot update ${describeOp(op.kind, op.id)}: it does not exist`);
         if (row.version !== op.version) throw conflict('update', op.kind, op.id, op.version, row.version);
+        if (row.created_at !== op.createdAt) asSent = false;
         const json = withMeta(op.body, specId, row.version + 1, row.created_at, now);
         this.stmt.update.run(row.version + 1, json, specId ?? null, op.kind, op.id);
         events.push(eventJson(revision, 'put', op.kind, op.id, json));
@@ -226,7 +234,7 @@ class Writer {
     const horizon = revision - this.cfg.keepRevisions;
     if (horizon > 0) this.stmt.compact.run(horizon);
     this.revision = revision;
-    return { revision, kinds: kindList, json };
+    return asSent ? { revision, kinds: kindList, json, asSent } : { revision, kinds: kindList, json };
   }
 }
 
