@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
-import type { Node } from '../src/core/index.js';
+import type { Node, Task } from '../src/core/index.js';
 import { ShoalError } from '../src/core/index.js';
-import { sampleNode, storeContract } from '../src/store/contract.js';
+import { sampleNode, sampleTask, storeContract } from '../src/store/contract.js';
 import type { StoreFixture } from '../src/store/contract.js';
 import { EtcdStore, openStore, parseStoreUrl } from '../src/store/index.js';
 import type { EtcdStoreOptions, Op, Store, Term } from '../src/store/index.js';
@@ -202,6 +202,35 @@ describe('EtcdStore', () => {
 });
 
 describe('EtcdStore watch', () => {
+  it('gives the first watch of its own client the task objects it committed, as written; another client parses its own', async () => {
+    const prefix = uniquePrefix();
+    const store = EtcdStore.open({ endpoints: single.endpoints, prefix });
+    const other = EtcdStore.open({ endpoints: single.endpoints, prefix });
+    const ctl = new AbortController();
+    const first = async (s: Store, from: number): Promise<Task> => {
+      const r = await s.watch({ fromRevision: from, signal: ctl.signal })[Symbol.asyncIterator]().next();
+      assert.ok(!r.done);
+      return r.value[0]?.object as Task;
+    };
+    try {
+      const from = (await store.revision()) + 1;
+      const t = sampleTask('t1', 's1', 'n1');
+      await store.commit([{ op: 'create', object: t }]);
+      const mine = await first(store, from);
+      const theirs = await first(other, from);
+      assert.deepEqual(mine, theirs);
+      assert.equal(mine.spec, t.spec, 'made from the committed task (its spec is the one committed: nothing was parsed)');
+      assert.notEqual(mine, t);
+      assert.notEqual(theirs.spec, t.spec);
+      // Taken once: a second watch of the same client parses its own.
+      assert.notEqual((await first(store, from)).spec, t.spec);
+    } finally {
+      ctl.abort();
+      await store.close();
+      await other.close();
+    }
+  });
+
   it('resumes from the last delivered revision when its connection drops in the middle of a catch-up', async () => {
     const prefix = uniquePrefix();
     const writer = EtcdStore.open({ endpoints: single.endpoints, prefix });

@@ -362,6 +362,23 @@ export function storeContract(name: string, open: () => Promise<StoreFixture>): 
           assert.deepEqual(later.map((e) => [e.revision, e.id]), [[r3.revision, 't1']]);
         }));
 
+      it('gives live watchers the same events as a watcher of the history, each watcher objects of its own', () =>
+        withStore(async ({ store }, watch) => {
+          const [first, second] = [watch(1), watch(1)];
+          // Both wait for the first commit: the commits below reach them live.
+          const heads = [first.next(), second.next()];
+          const t1 = sampleTask('t1', 's1', 'n1');
+          const [s1, s2] = (await store.commit([create(t1), create(sampleTask('t2', 's1', 'n1', 2))])).objects as [Task, Task];
+          await store.commit([update({ ...s1, status: { ...s1.status, state: 'running' } })]);
+          await store.commit([remove(s2), create(sampleNode('n9'))]);
+          const live = [[await heads[0]!, ...(await first.take(2))], [await heads[1]!, ...(await second.take(2))]];
+          const history = await watch(1).take(3);
+          assert.deepEqual(live[0], history);
+          assert.deepEqual(live[1], history);
+          const created = live[0][0]![0]!.object;
+          assert.ok(created !== t1 && created !== live[1][0]![0]!.object, 'a watcher got an object that is not its own');
+        }));
+
       it('delivers live commits after the replay without gaps or repeats', () =>
         withStore(async ({ store }, watch) => {
           const first = await store.commit([create(sampleNode('n0'))]);

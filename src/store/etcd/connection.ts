@@ -13,6 +13,7 @@ import { ShoalError } from '../../core/index.js';
 import type { ErrorCode } from '../../core/index.js';
 import { backoffDelay } from '../../lib/backoff.js';
 import { Slots } from '../../lib/slots.js';
+import { CommittedObjects } from './committed.js';
 
 /** TLS material of the etcd client, as PEM text. */
 export interface EtcdTls {
@@ -50,6 +51,8 @@ export class EtcdConnection {
   readonly client: Etcd3;
   /** Shared by the store and its term stores: they write through one client. */
   readonly commits = new Slots(MAX_COMMITS_IN_FLIGHT);
+  /** What the store and its term stores committed lately, for the watches of this client to deliver. */
+  readonly committed = new CommittedObjects();
   /** Aborts when the store is closed: watches and terms end on it. */
   private readonly closing = new AbortController();
 

@@ -67,6 +67,8 @@ interface Planned {
   op: Op;
   /** The JSON written (create/update); undefined for a delete. */
   json: string | undefined;
+  /** What the JSON says, as an object (create/update). */
+  stored?: StoredObject;
 }
 
 export class EtcdStore implements Store {
@@ -164,6 +166,7 @@ export class EtcdStore implements Store {
       return this.conn.call('commit', 'write', (o) => txn.options(o).commit());
     }, opts?.background ?? false);
     if (!res.succeeded) throw this.refusal(planned, res);
+    this.conn.committed.record(Number(res.header.revision), planned.map((p) => p.stored));
     return lazyCommitResult(Number(res.header.revision), () =>
       planned.map(({ json }) => (json === undefined ? undefined : (JSON.parse(json) as StoredObject))),
     );
@@ -260,7 +263,8 @@ const plan = (op: Op, keys: Keys, now: string): Planned => {
       ? { ...object.meta, version: 1, createdAt: now, updatedAt: now }
       : // createdAt stays as the caller read it: the version compare proves they read the stored object.
         { ...object.meta, version: object.meta.version + 1, updatedAt: now };
-  return { key: keys.object(object.kind, object.id), op, json: JSON.stringify({ ...object, meta }) };
+  const stored = { ...object, meta };
+  return { key: keys.object(object.kind, object.id), op, json: JSON.stringify(stored), stored };
 };
 
 /** The kind and id an op writes, or why it is malformed. */
