@@ -147,7 +147,7 @@ export class ServiceController {
     // The worker moves on to the next service as soon as the commit is queued; the service itself is not planned again
     // until the cache has it. Waiting for the cache (0.5-1 s behind) made four workers ~25 reconciles/s; waiting for
     // the commit (100-150 ms while failing over) made them ~30: a failover reconciles every service.
-    const own = plan.again ? [] : ownWrites(ops);
+    const own = plan.again ? [] : taskWritesOf(ops);
     for (const [id, version] of own) this.ownWrites.set(id, version);
     const commit = commitChunks(this.ctx, ops);
     const settled = (async (): Promise<void> => {
@@ -171,7 +171,7 @@ export class ServiceController {
 }
 
 /** The task writes among `ops`, by task id: the version each makes in the store, or 0 for a delete. */
-const ownWrites = (ops: readonly Op[]): [string, number][] =>
+const taskWritesOf = (ops: readonly Op[]): [string, number][] =>
   ops.flatMap((op): [string, number][] => {
     if (op.op === 'delete') return op.kind === 'task' ? [[op.id, 0]] : [];
     if (op.object.kind !== 'task') return [];

@@ -458,7 +458,7 @@ export class SqliteStore implements Store {
     this.currentRevision = o.revision;
     const horizon = o.revision - this.keepRevisions;
     if (horizon > this.compactedThrough) this.compactedThrough = horizon;
-    this.publish({ revision: o.revision, kinds: o.kinds, json: o.json, events: o.asSent ? taskEvents(p.ops, o.revision, now) : undefined });
+    this.publish({ revision: o.revision, kinds: o.kinds, json: o.json, events: o.asSent && this.watchers.size > 0 ? taskEvents(p.ops, o.revision, now) : undefined });
     p.resolve(
       lazyCommitResult(o.revision, () => {
         const objects = (JSON.parse(o.json) as WatchEvent[]).map((e) => (e.type === 'delete' ? undefined : e.object));
