@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ApiError, ShoalClient } from '../src/cli/client.js';
 import type { ErrorBody } from '../src/protocol/index.js';
+import type { WatchEvent } from '../src/store/store.js';
 import { createNodeKeyAndCsr, createRootCa, signNodeCsr } from '../src/pki/index.js';
 import { MANAGER_TLS_NAME } from '../src/protocol/index.js';
 import { TEST_IMAGE, httpsRequest, startTestNode, type TestNode } from './helpers.js';
@@ -134,6 +135,36 @@ describe('API', () => {
       assert.equal((await node.client.inspectService(s.spec.name)).id, s.id);
     }
     await Promise.all(created.map((s) => node.client.removeService(s.id)));
+  });
+
+  it('commits each allowed write in one transaction with its audit entry, and a refused one alone', async () => {
+    const { store } = node.daemon.manager;
+    const from = (await store.revision()) + 1;
+    const names = ['tx-a', 'tx-b', 'tx-c', 'tx-a'];
+    const created = await Promise.allSettled(names.map((name) => node.client.createService({ name, mode: { replicated: { replicas: 0 } }, task: { container: { image: TEST_IMAGE } } })));
+    assert.deepEqual(created.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'rejected']);
+    await node.client.scaleService('tx-a', 0);
+    await node.client.removeService('tx-b');
+    const to = await store.revision();
+    const events: WatchEvent[] = [];
+    const ctl = new AbortController();
+    for await (const batch of store.watch({ fromRevision: from, signal: ctl.signal })) {
+      events.push(...batch);
+      if ((batch.at(-1)?.revision ?? to) >= to) break;
+    }
+    ctl.abort();
+    const audit = events.flatMap((e) => (e.object.kind === 'audit' ? [{ revision: e.revision, entry: e.object }] : []));
+    assert.equal(audit.length, 6, `one entry per request: ${JSON.stringify(audit)}`);
+    // Every allowed write's entry is in the revision of the change it records; the refused create's is alone.
+    const serviceChanges = events.filter((e) => e.kind === 'service');
+    for (const { revision, entry } of audit) {
+      const name = entry.target.replace(/^service\//, '');
+      const changed = serviceChanges.filter((e) => e.revision === revision).map((e) => (e.object.kind === 'service' ? e.object.spec.name : ''));
+      if (entry.outcome === 'allowed') assert.ok(changed.includes(name), `${entry.action} ${entry.target} is committed with its write (revision ${revision} changed ${changed.join(',')})`);
+      else assert.deepEqual([entry.outcome, entry.target, changed], ['failed', 'service/tx-a', []]);
+    }
+    assert.deepEqual(audit.map((a) => `${a.entry.action} ${a.entry.outcome}`).sort(), ['service.create allowed', 'service.create allowed', 'service.create allowed', 'service.create failed', 'service.remove allowed', 'service.scale allowed']);
+    await Promise.all(['tx-a', 'tx-c'].map((n) => node.client.removeService(n)));
   });
 
   it('validates scale requests and reports unknown services', async () => {

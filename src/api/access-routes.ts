@@ -29,7 +29,7 @@ import type { Cache } from '../store/cache.js';
 import type { Op } from '../store/store.js';
 import { expired, newApiToken, type Authenticator } from './authn.js';
 import { fromZod, readJson, sendJson, type RequestContext, type Router } from './http.js';
-import type { StoreWriter } from './writes.js';
+import type { StoreWriter, WriteOrigin } from './writes.js';
 
 /** How long a password sign-in lasts. */
 export const LOGIN_TOKEN_TTL_MS = 12 * 3_600_000;
@@ -105,7 +105,7 @@ export class AccessApi {
     }
     this.loginFailures.delete(user);
     const expiresAt = new Date(this.deps.clock.now() + LOGIN_TOKEN_TTL_MS).toISOString();
-    const { text } = await this.storeToken(u.id, 'login', expiresAt, c.signal);
+    const { text } = await this.storeToken(u.id, 'login', expiresAt, c);
     c.audit.rules.push('password');
     const body: LoginResponse = { token: text, user: u.id, expiresAt };
     sendJson(c.res, 200, body);
@@ -146,7 +146,7 @@ export class AccessApi {
     const created = await this.deps.writer.retryOnConflict(async () => {
       if (this.cache.get('user', name)) throw new ShoalError('already_exists', `user '${name}' already exists`);
       const u: User = { kind: 'user', id: name, meta: this.newMeta(), ...(passwordHash ? { passwordHash } : {}) };
-      return (await this.deps.writer.commit([{ op: 'create', object: u }], c.signal))[0] as User;
+      return (await this.deps.writer.commit([{ op: 'create', object: u }], c))[0] as User;
     });
     this.deps.logger.info('user created', { user: name });
     sendJson(c.res, 201, this.userView(created));
@@ -162,7 +162,7 @@ export class AccessApi {
       for (const t of this.cache.list('token')) if (t.user === u.id) ops.push({ op: 'delete', kind: 'token', id: t.id, version: t.meta.version });
       for (const g of this.cache.list('grant')) if ('user' in g.subject && g.subject.user === u.id) ops.push({ op: 'delete', kind: 'grant', id: g.id, version: g.meta.version });
       for (const t of this.cache.list('team')) if (t.members.includes(u.id)) ops.push({ op: 'update', object: { ...t, members: t.members.filter((m) => m !== u.id) } });
-      await this.deps.writer.commit(ops, c.signal);
+      await this.deps.writer.commit(ops, c);
     });
     this.deps.logger.info('user removed', { user: name });
     sendJson(c.res, 200, { name });
@@ -183,7 +183,7 @@ export class AccessApi {
     const passwordHash = await hashPassword(parsed.data.password);
     await this.deps.writer.retryOnConflict(async () => {
       const cur = this.user(name);
-      await this.deps.writer.commit([{ op: 'update', object: { ...cur, passwordHash } }], c.signal);
+      await this.deps.writer.commit([{ op: 'update', object: { ...cur, passwordHash } }], c);
     });
     this.deps.logger.info('password changed', { user: name });
     sendJson(c.res, 200, { name });
@@ -211,7 +211,7 @@ export class AccessApi {
       if (this.cache.get('team', name)) throw new ShoalError('already_exists', `team '${name}' already exists`);
       this.requireUsers(members, 'members');
       const t: Team = { kind: 'team', id: name, meta: this.newMeta(), members: [...new Set(members)].sort() };
-      return (await this.deps.writer.commit([{ op: 'create', object: t }], c.signal))[0] as Team;
+      return (await this.deps.writer.commit([{ op: 'create', object: t }], c))[0] as Team;
     });
     this.deps.logger.info('team created', { team: name });
     sendJson(c.res, 201, teamView(created));
@@ -224,7 +224,7 @@ export class AccessApi {
       const t = this.team(name);
       const ops: Op[] = [{ op: 'delete', kind: 'team', id: t.id, version: t.meta.version }];
       for (const g of this.cache.list('grant')) if ('team' in g.subject && g.subject.team === t.id) ops.push({ op: 'delete', kind: 'grant', id: g.id, version: g.meta.version });
-      await this.deps.writer.commit(ops, c.signal);
+      await this.deps.writer.commit(ops, c);
     });
     this.deps.logger.info('team removed', { team: name });
     sendJson(c.res, 200, { name });
@@ -239,7 +239,7 @@ export class AccessApi {
     const updated = await this.deps.writer.retryOnConflict(async () => {
       const t = this.team(c.params.name);
       const members = [...new Set([...t.members, ...add])].filter((m) => !remove.includes(m)).sort();
-      return (await this.deps.writer.commit([{ op: 'update', object: { ...t, members } }], c.signal))[0] as Team;
+      return (await this.deps.writer.commit([{ op: 'update', object: { ...t, members } }], c))[0] as Team;
     });
     sendJson(c.res, 200, teamView(updated));
   }
@@ -274,13 +274,13 @@ export class AccessApi {
     this.user(owner);
     const { expiresInMs, description } = parsed.data;
     const expiresAt = expiresInMs === undefined ? undefined : new Date(this.deps.clock.now() + expiresInMs).toISOString();
-    const { token, text } = await this.storeToken(owner, description, expiresAt, c.signal);
+    const { token, text } = await this.storeToken(owner, description, expiresAt, c);
     this.deps.logger.info('token created', { user: owner, token: token.id });
     const body: TokenCreateResponse = { ...tokenView(token), token: text };
     sendJson(c.res, 201, body);
   }
 
-  private async storeToken(user: string, description: string, expiresAt: string | undefined, signal: AbortSignal): Promise<{ token: ApiToken; text: string }> {
+  private async storeToken(user: string, description: string, expiresAt: string | undefined, from: WriteOrigin): Promise<{ token: ApiToken; text: string }> {
     const { id, digest, text } = newApiToken();
     // Expired tokens of the user go in the same write, so sign-ins do not pile up tokens.
     const stale: Op[] = this.cache
@@ -288,7 +288,7 @@ export class AccessApi {
       .filter((t) => t.user === user && expired(t, this.deps.clock.now()))
       .map((t) => ({ op: 'delete', kind: 'token', id: t.id, version: t.meta.version }));
     const token: ApiToken = { kind: 'token', id, meta: this.newMeta(), user, digest, description, ...(expiresAt ? { expiresAt } : {}) };
-    await this.deps.writer.commit([{ op: 'create', object: token }, ...stale], signal);
+    await this.deps.writer.commit([{ op: 'create', object: token }, ...stale], from);
     return { token, text };
   }
 
@@ -298,7 +298,7 @@ export class AccessApi {
     const t = this.cache.get('token', id);
     // Another user's token is "not found" unless the caller may manage tokens: ids are not confirmed to strangers.
     if (!t || (t.user !== c.who.user && !authorize(c.who, 'access.write').allowed)) throw notFound(`token '${id}'`);
-    await this.deps.writer.commit([{ op: 'delete', kind: 'token', id: t.id, version: t.meta.version }], c.signal);
+    await this.deps.writer.commit([{ op: 'delete', kind: 'token', id: t.id, version: t.meta.version }], c);
     this.deps.logger.info('token revoked', { user: t.user, token: t.id });
     sendJson(c.res, 200, { id });
   }
@@ -332,7 +332,7 @@ export class AccessApi {
       const same = this.cache.list('grant').find((x) => sameGrant(x, subject, g.role, scope));
       if (same) throw new ShoalError('already_exists', `${target} already has ${describeGrant(same)} (grant ${same.id})`);
       const grant: Grant = { kind: 'grant', id: this.deps.newId(), meta: this.newMeta(), subject, role: g.role, scope };
-      return (await this.deps.writer.commit([{ op: 'create', object: grant }], c.signal))[0] as Grant;
+      return (await this.deps.writer.commit([{ op: 'create', object: grant }], c))[0] as Grant;
     });
     this.deps.logger.info('grant added', { grant: created.id, role: created.role });
     sendJson(c.res, 201, grantView(created));
@@ -343,7 +343,7 @@ export class AccessApi {
     c.audit.target = `grant/${id}`;
     const g = this.cache.get('grant', id);
     if (!g) throw notFound(`grant '${id}'`);
-    await this.deps.writer.commit([{ op: 'delete', kind: 'grant', id: g.id, version: g.meta.version }], c.signal);
+    await this.deps.writer.commit([{ op: 'delete', kind: 'grant', id: g.id, version: g.meta.version }], c);
     this.deps.logger.info('grant removed', { grant: id });
     sendJson(c.res, 200, { id });
   }

@@ -11,7 +11,7 @@ import type { Store } from '../store/store.js';
 
 /** Entries kept; older ones are pruned. */
 export const DEFAULT_AUDIT_RETENTION = 20_000;
-/** Pruning lists the whole log, so it runs once per this many entries written by a manager. */
+/** Pruning lists the whole log, so it runs once per this many entries made by a manager. */
 const PRUNE_EVERY = 500;
 
 export interface AuditFilter {
@@ -23,17 +23,25 @@ export interface AuditFilter {
 }
 
 export class AuditLog {
-  private written = 0;
+  /** Entries made (an entry whose commit failed counts too: pruning runs about once per PRUNE_EVERY). */
+  private made = 0;
 
   constructor(private readonly deps: { store: Store; clock: Clock; logger: Logger; retention?: number }) {}
 
-  /** Appends an entry. Ids sort in time order (epoch ms, then random), so listing needs no index. */
+  /** Appends an entry in a commit of its own. */
   async record(entry: Omit<AuditEntry, 'id' | 'time'>): Promise<void> {
+    await this.deps.store.commit([{ op: 'create', object: this.event(entry) }]);
+  }
+
+  /**
+   * An entry as the object to create, now (for `record`, or for a commit that writes it with what it records). Ids sort
+   * in time order (epoch ms, then random), so listing needs no index.
+   */
+  event(entry: Omit<AuditEntry, 'id' | 'time'>): AuditEvent {
     const iso = isoNow(this.deps.clock);
     const id = `${String(this.deps.clock.now()).padStart(15, '0')}-${randomBytes(6).toString('hex')}`;
-    const event: AuditEvent = { kind: 'audit', id, meta: { version: 0, createdAt: iso, updatedAt: iso }, time: iso, ...entry };
-    await this.deps.store.commit([{ op: 'create', object: event }]);
-    if (++this.written % PRUNE_EVERY === 0) void this.prune().catch((e: unknown) => this.deps.logger.warn('audit log pruning failed', { error: String(e) }));
+    if (++this.made % PRUNE_EVERY === 0) void this.prune().catch((e: unknown) => this.deps.logger.warn('audit log pruning failed', { error: String(e) }));
+    return { kind: 'audit', id, meta: { version: 0, createdAt: iso, updatedAt: iso }, time: iso, ...entry };
   }
 
   async list(filter: AuditFilter): Promise<AuditEntry[]> {

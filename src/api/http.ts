@@ -2,7 +2,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ZodError } from 'zod';
-import { ERROR_CODES, ShoalError, type FieldViolation } from '../core/index.js';
+import { ERROR_CODES, ShoalError, type AuditEvent, type FieldViolation } from '../core/index.js';
 import type { Permission, Principal } from '../policy/authorize.js';
 import type { ErrorBody } from '../protocol/index.js';
 
@@ -34,6 +34,11 @@ export interface AuditNote {
   rules: string[];
   warnings: string[];
   audits: string[];
+  /**
+   * For a write: the request's entry as allowed, committed in the same transaction as its first write (the log never
+   * lacks a write, and the caller waits for one commit, not two). `committed` is set once it is.
+   */
+  withWrite?: { event: () => AuditEvent; committed: boolean };
 }
 
 export type Handler = (ctx: RequestContext) => Promise<void>;

@@ -53,7 +53,7 @@ export class PolicyApi {
   private async apply(c: RequestContext): Promise<void> {
     const docs = await this.read(c);
     c.audit.target = docs.map((d) => `policy/${d.doc.name}`).join(',');
-    const results = await this.deps.writer.applyByName('policy', docs.map(({ doc }) => ({ name: doc.name, content: { document: doc } })), this.deps.clock, c.signal);
+    const results = await this.deps.writer.applyByName('policy', docs.map(({ doc }) => ({ name: doc.name, content: { document: doc } })), this.deps.clock, c);
     this.deps.logger.info('policies applied', { policies: results.map((r) => `${r.name}:${r.result}`).join(',') });
     const changed = docs.filter((d) => results.find((r) => r.name === d.doc.name)?.result !== 'unchanged');
     // The background audit: existing services that the new rules flag are recorded, not touched.
@@ -64,7 +64,7 @@ export class PolicyApi {
   private async remove(c: RequestContext): Promise<void> {
     const name = c.params.name ?? '';
     c.audit.target = `policy/${name}`;
-    await this.deps.writer.removeCurrent(() => this.policy(name), c.signal);
+    await this.deps.writer.removeCurrent(() => this.policy(name), c);
     this.deps.logger.info('policy removed', { policy: name });
     sendJson(c.res, 200, { name });
   }

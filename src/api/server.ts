@@ -43,7 +43,7 @@ import { ANONYMOUS, Authenticator } from './authn.js';
 import { Router, UNMATCHED_ROUTE, fromZod, holdResponse, queryFlag, readJson, sendError, sendJson, type RequestContext, type RouteAccess, type RouteInfo } from './http.js';
 import { PolicyApi } from './policy-routes.js';
 import { TemplateApi } from './template-routes.js';
-import { StoreWriter } from './writes.js';
+import { StoreWriter, type WriteOrigin } from './writes.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';
 import type { ShoalMetrics } from './shoal-metrics.js';
 import { parseTimeQuery } from './time-query.js';
@@ -194,8 +194,14 @@ export class Api {
       await m.handler(c);
       return;
     }
-    // A write is answered only once the audit log has its decision: a caller never sees a result the log lacks.
+    // A write is answered only once the audit log has its decision: a caller never sees a result the log lacks. The
+    // entry of a write that is allowed goes in the same commit as the write; the entry of one refused or failed (and
+    // of one that wrote nothing), in a commit of its own. A request that fails after its write was committed (its
+    // client went away while it waited for the cache) has both: the write allowed, then the request failed.
     const release = holdResponse(res);
+    const route = { method: req.method ?? 'POST', pattern: m.pattern, access: m.access };
+    const withWrite = { event: () => this.auditLog.event(auditEntry(c, route, undefined)), committed: false };
+    c.audit.withWrite = withWrite;
     let failure: Error | undefined;
     try {
       this.authorizeRoute(c, m.access);
@@ -204,7 +210,7 @@ export class Api {
       failure = e instanceof Error ? e : new Error(String(e));
     }
     try {
-      await this.auditLog.record(auditEntry(c, { method: req.method ?? 'POST', pattern: m.pattern, access: m.access }, failure));
+      if (failure !== undefined || !withWrite.committed) await this.auditLog.record(auditEntry(c, route, failure));
     } catch (e) {
       this.deps.logger.error('audit log write failed', { method: req.method, route: m.pattern, error: String(e) });
     }
@@ -331,7 +337,7 @@ export class Api {
     c.audit.project = projectOf(spec);
     keepTemplateLabel(spec);
     this.admission.check(c, 'create', spec);
-    const service = await this.writer.createService(spec, this.deps.newId(), this.deps.clock);
+    const service = await this.writer.createService(spec, this.deps.newId(), this.deps.clock, c);
     this.deps.logger.info('service created', { service: spec.name, id: service.id });
     sendJson(c.res, 201, service);
   }
@@ -349,7 +355,7 @@ export class Api {
       const next: Service = { ...s, spec: { ...s.spec, mode: { replicated: { replicas } } } };
       if (c.allowedBy === 'template.scale') this.templates.checkScale(s, replicas);
       this.admission.check(c, 'scale', next.spec, s.spec);
-      return (await this.commit([{ op: 'update', object: next }], c.signal))[0] as Service;
+      return (await this.commit([{ op: 'update', object: next }], c))[0] as Service;
     });
     this.deps.logger.info('service scaled', { service: updated.spec.name, replicas });
     sendJson(c.res, 200, updated);
@@ -376,7 +382,7 @@ export class Api {
       const next: Service = taskTemplateChanged(s.spec, spec)
         ? { ...s, spec, previousSpec: s.spec, updateStatus: { state: 'updating', startedAt: isoNow(this.deps.clock), message: 'update in progress' } }
         : { ...s, spec };
-      return (await this.commit([{ op: 'update', object: next }], c.signal))[0] as Service;
+      return (await this.commit([{ op: 'update', object: next }], c))[0] as Service;
     });
     this.deps.logger.info('service updated', { service: updated.spec.name, update: updated.updateStatus?.state ?? 'none' });
     sendJson(c.res, 200, updated);
@@ -390,7 +396,7 @@ export class Api {
       if (projectOf(s.previousSpec) !== projectOf(s.spec)) this.requirePermission(c, 'service.rollback', projectOf(s.previousSpec));
       this.admission.check(c, 'rollback', s.previousSpec, s.spec);
       const next: Service = { ...s, spec: s.previousSpec, previousSpec: s.spec, updateStatus: { state: 'rollback_started', startedAt: isoNow(this.deps.clock), message: 'rollback requested' } };
-      return (await this.commit([{ op: 'update', object: next }], c.signal))[0] as Service;
+      return (await this.commit([{ op: 'update', object: next }], c))[0] as Service;
     });
     this.deps.logger.info('service rolled back', { service: updated.spec.name });
     sendJson(c.res, 200, updated);
@@ -401,7 +407,7 @@ export class Api {
       const s = this.service(c.params.ref);
       if (c.allowedBy === 'template.remove') this.templates.checkOrigin(s, 'remove');
       this.admission.check(c, 'remove', s.spec, s.spec);
-      await this.commit([{ op: 'delete', kind: 'service', id: s.id, version: s.meta.version }], c.signal);
+      await this.commit([{ op: 'delete', kind: 'service', id: s.id, version: s.meta.version }], c);
       return s;
     });
     this.deps.logger.info('service removed', { service: removed.spec.name, id: removed.id });
@@ -498,7 +504,7 @@ export class Api {
       const next: Node = { ...n, spec: { ...n.spec, labels, ...(u.availability ? { availability: u.availability } : {}), ...(u.role ? { role: u.role } : {}) } };
       const ops: Op[] = [{ op: 'update', object: next }];
       if (u.role && u.role !== n.spec.role) ops.push(...this.roleChange(n, u.role));
-      return (await this.commit(ops, c.signal))[0] as Node;
+      return (await this.commit(ops, c))[0] as Node;
     });
     this.deps.logger.info('node updated', { nodeId: updated.id, availability: updated.spec.availability, role: updated.spec.role });
     sendJson(c.res, 200, updated);
@@ -544,7 +550,7 @@ export class Api {
       // The node's id is refused from now on, and any admin token it made as a manager is revoked.
       const cl = (this.revokeAdminTokens(n.id)[0] as { object: Cluster } | undefined)?.object ?? this.cluster();
       const auth = { ...cl.auth, removedNodeIds: [...new Set([...(cl.auth.removedNodeIds ?? []), n.id])] };
-      await this.commit([{ op: 'delete', kind: 'node', id: n.id, version: n.meta.version }, { op: 'update', object: { ...cl, auth } }], c.signal);
+      await this.commit([{ op: 'delete', kind: 'node', id: n.id, version: n.meta.version }, { op: 'update', object: { ...cl, auth } }], c);
       return n;
     });
     this.deps.logger.info('node removed', { nodeId: removed.id, force });
@@ -569,7 +575,7 @@ export class Api {
         ...(u.taskHistoryLimit === undefined ? {} : { taskHistoryLimit: u.taskHistoryLimit }),
         ...(u.nodeCertExpiryMs === undefined ? {} : { nodeCertExpiryMs: u.nodeCertExpiryMs }),
       };
-      return this.commit([{ op: 'update', object: { ...cl, spec } }], c.signal);
+      return this.commit([{ op: 'update', object: { ...cl, spec } }], c);
     });
     sendJson(c.res, 200, this.clusterView());
   }
@@ -590,7 +596,7 @@ export class Api {
       const cl = this.cluster();
       // Only new joins use the token: nodes that joined hold certificates and are not affected.
       const auth = { ...cl.auth, joinSecrets: { ...cl.auth.joinSecrets, [role]: newJoinSecret() } };
-      return this.commit([{ op: 'update', object: { ...cl, auth } }], c.signal);
+      return this.commit([{ op: 'update', object: { ...cl, auth } }], c);
     });
     this.deps.logger.info('join token rotated', { role });
     sendJson(c.res, 200, this.joinTokens());
@@ -613,7 +619,7 @@ export class Api {
     }
     const nodeId = this.deps.newId();
     const cert = await signNodeCsr({ ca: this.deps.ca, csrPem: parsed.data.csr, nodeId, role, clusterId: cluster.id, now: new Date(this.deps.clock.now()), ...certLifetime(cluster) });
-    if (role === 'manager' && joining) await this.admitManager(nodeId, joining, c.signal);
+    if (role === 'manager' && joining) await this.admitManager(nodeId, joining, c);
     this.deps.logger.info('node joined', { nodeId, role });
     const body: JoinResponse = {
       nodeId,
@@ -633,7 +639,7 @@ export class Api {
    * Records a manager before it starts (joined with a manager token, or promoted): its node, with the address every
    * agent will learn, and its admin token (by digest, with its owner, so demoting or removing the node revokes it).
    */
-  private async admitManager(nodeId: string, m: { adminTokenDigest: string; address: string }, signal: AbortSignal): Promise<void> {
+  private async admitManager(nodeId: string, m: { adminTokenDigest: string; address: string }, from: WriteOrigin): Promise<void> {
     await this.retryOnConflict(async () => {
       const cl = this.cluster();
       const iso = isoNow(this.deps.clock);
@@ -656,7 +662,7 @@ export class Api {
         adminTokenDigests: [...cl.auth.adminTokenDigests, m.adminTokenDigest],
         adminTokenOwners: { ...cl.auth.adminTokenOwners, [m.adminTokenDigest]: nodeId },
       };
-      return this.commit([op, { op: 'update', object: { ...cl, auth } }], signal);
+      return this.commit([op, { op: 'update', object: { ...cl, auth } }], from);
     });
   }
 
@@ -705,7 +711,7 @@ export class Api {
       parseHostPort(parsed.data.manager.address, 'manager.address');
     }
     const cert = await signNodeCsr({ ca: this.deps.ca, csrPem: parsed.data.csr, nodeId: identity.nodeId, role, clusterId: cluster.id, now: new Date(this.deps.clock.now()), ...certLifetime(cluster) });
-    if (promoted && parsed.data.manager) await this.admitManager(identity.nodeId, parsed.data.manager, c.signal);
+    if (promoted && parsed.data.manager) await this.admitManager(identity.nodeId, parsed.data.manager, c);
     this.deps.logger.info('node certificate renewed', { nodeId: identity.nodeId, role });
     const body: RenewResponse = { cert, role, managers: this.deps.managers.addresses(), ...(promoted ? this.managerShare() : {}) };
     sendJson(c.res, 200, body);
@@ -718,8 +724,8 @@ export class Api {
 
   // ------------------------------------------------------------ writes
 
-  private commit(ops: Op[], signal: AbortSignal): Promise<StoredObject[]> {
-    return this.writer.commit(ops, signal);
+  private commit(ops: Op[], from: WriteOrigin): Promise<StoredObject[]> {
+    return this.writer.commit(ops, from);
   }
 
   private retryOnConflict<T>(fn: () => Promise<T>): Promise<T> {

@@ -56,12 +56,12 @@ describe('TemplateApi origin checks', () => {
 
   /** Applies the template document as the API's apply does. */
   const applyTemplate = (yaml: string): Promise<PolicyApplyResult[]> =>
-    within(writer.applyByName('template', parseTemplateDocuments(yaml).map((doc) => ({ name: doc.name, content: templateFields(doc) })), systemClock, ctl.signal), 'the template apply');
+    within(writer.applyByName('template', parseTemplateDocuments(yaml).map((doc) => ({ name: doc.name, content: templateFields(doc) })), systemClock, { signal: ctl.signal }), 'the template apply');
 
   /** Stores a service (as a deploy or a raw create would) and returns it as the cache has it. */
   const storeService = async (name: string, opts: { replicas: number; project: string; labels: Record<string, string> }): Promise<Service> => {
     const s = sampleService(name, opts.replicas);
-    const [stored] = await within(writer.commit([{ op: 'create', object: { ...s, spec: { ...s.spec, project: opts.project, labels: opts.labels } } }], ctl.signal), 'the service create');
+    const [stored] = await within(writer.commit([{ op: 'create', object: { ...s, spec: { ...s.spec, project: opts.project, labels: opts.labels } } }], { signal: ctl.signal }), 'the service create');
     const cached = cache.get('service', stored?.id ?? '');
     assert.ok(cached, `service '${name}' is in the cache after its commit`);
     return cached;
@@ -98,7 +98,7 @@ describe('TemplateApi origin checks', () => {
   it('refuses a service whose template was removed, even within the old bounds', async () => {
     await applyTemplate(templateYaml(1, 5));
     const s = await deployed('front', 2);
-    await within(writer.removeCurrent(() => cache.get('template', 'web') ?? assert.fail('template web is stored'), ctl.signal), 'the template remove');
+    await within(writer.removeCurrent(() => cache.get('template', 'web') ?? assert.fail('template web is stored'), { signal: ctl.signal }), 'the template remove');
     assert.equal(cache.get('template', 'web'), undefined);
     assert.throws(() => api.checkScale(s, 3), shoalError('permission_denied', /^cannot scale service 'front': it was not deployed from a template \(its template 'web' is gone\)/));
     assert.throws(() => api.checkOrigin(s, 'remove'), shoalError('permission_denied', /^cannot remove service 'front': .*\(its template 'web' is gone\)/));

@@ -45,7 +45,7 @@ export class TemplateApi {
     if (!parsed.success) throw fromZod(parsed.error, 'template request');
     const docs = parseTemplateDocuments(parsed.data.source);
     c.audit.target = docs.map((d) => `template/${d.name}`).join(',');
-    const results = await this.deps.writer.applyByName('template', docs.map((doc) => ({ name: doc.name, content: templateFields(doc) })), this.deps.clock, c.signal);
+    const results = await this.deps.writer.applyByName('template', docs.map((doc) => ({ name: doc.name, content: templateFields(doc) })), this.deps.clock, c);
     this.deps.logger.info('templates applied', { templates: results.map((r) => `${r.name}:${r.result}`).join(',') });
     sendJson(c.res, 200, results);
   }
@@ -53,7 +53,7 @@ export class TemplateApi {
   private async remove(c: RequestContext): Promise<void> {
     const name = c.params.name ?? '';
     c.audit.target = `template/${name}`;
-    await this.deps.writer.removeCurrent(() => this.template(name), c.signal);
+    await this.deps.writer.removeCurrent(() => this.template(name), c);
     sendJson(c.res, 200, { name });
   }
 
@@ -73,7 +73,7 @@ export class TemplateApi {
       mode: { replicated: { replicas } },
     };
     this.deps.admission.check(c, 'deploy', spec);
-    const created = await this.deps.writer.createService(spec, this.deps.newId(), this.deps.clock);
+    const created = await this.deps.writer.createService(spec, this.deps.newId(), this.deps.clock, c);
     this.deps.logger.info('service deployed from template', { service: spec.name, template: t.id });
     sendJson(c.res, 201, created);
   }

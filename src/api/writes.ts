@@ -6,8 +6,18 @@ import { isoNow, type Clock } from '../lib/clock.js';
 import type { PolicyApplyResult } from '../protocol/index.js';
 import type { Cache } from '../store/cache.js';
 import type { Op, Store } from '../store/store.js';
+import type { AuditNote } from './http.js';
 
 const CONFLICT_RETRIES = 5;
+
+/**
+ * The request a write is made for: its signal ends the wait for the cache, and its audit entry, when it has one, goes
+ * in the same commit as its first write (a RequestContext is one).
+ */
+export interface WriteOrigin {
+  signal: AbortSignal;
+  audit?: Pick<AuditNote, 'withWrite'>;
+}
 
 /** The kinds an admin applies from YAML documents: the object's id is the document's name. */
 export type AppliedKind = 'policy' | 'template';
@@ -74,15 +84,22 @@ class Batcher<I, O> {
   }
 }
 
-/** Services created in one commit at most (each commit also writes the cluster object). */
+/** Services created in one commit at most (each commit also writes the cluster object, and each service its audit entry). */
 const CREATES_PER_COMMIT = 100;
+
+interface Create {
+  spec: ServiceSpec;
+  id: string;
+  createdAt: string;
+  from?: WriteOrigin | undefined;
+}
 
 export class StoreWriter {
   private readonly writes = new Mutex();
-  private readonly creates: Batcher<{ spec: ServiceSpec; id: string; createdAt: string }, Service>;
+  private readonly creates: Batcher<Create, Service>;
 
   constructor(private readonly deps: { store: Store; cache: Cache }) {
-    this.creates = new Batcher((items) => this.createServices(items), () => Math.max(1, Math.min(CREATES_PER_COMMIT, deps.store.maxOpsPerCommit - 1)));
+    this.creates = new Batcher((items) => this.createServices(items), () => Math.max(1, Math.min(CREATES_PER_COMMIT, Math.floor((deps.store.maxOpsPerCommit - 1) / 2))));
   }
 
   /**
@@ -91,16 +108,17 @@ export class StoreWriter {
    * time. Every such commit also writes the cluster object (compare-and-set on its version): of two managers creating
    * one name at once, one conflicts, catches up and finds the name taken.
    */
-  createService(spec: ServiceSpec, id: string, clock: Clock): Promise<Service> {
-    return this.creates.submit({ spec, id, createdAt: isoNow(clock) });
+  createService(spec: ServiceSpec, id: string, clock: Clock, from?: WriteOrigin): Promise<Service> {
+    return this.creates.submit({ spec, id, createdAt: isoNow(clock), from });
   }
 
-  private createServices(items: { spec: ServiceSpec; id: string; createdAt: string }[]): Promise<(Service | ShoalError)[]> {
+  private createServices(items: Create[]): Promise<(Service | ShoalError)[]> {
     return this.retryOnConflict(async () => {
       const taken = new Set(this.deps.cache.list('service').map((s) => s.spec.name));
       const out: (Service | ShoalError)[] = [];
       const ops: Op[] = [];
-      for (const { spec, id, createdAt } of items) {
+      const audited: NonNullable<AuditNote['withWrite']>[] = [];
+      for (const { spec, id, createdAt, from } of items) {
         if (taken.has(spec.name)) {
           out.push(new ShoalError('already_exists', `service '${spec.name}' already exists`, { violations: [{ field: 'name', reason: 'a service with this name exists' }] }));
           continue;
@@ -109,21 +127,35 @@ export class StoreWriter {
         const s: Service = { kind: 'service', id, meta: { version: 0, createdAt, updatedAt: createdAt }, spec };
         out.push(s);
         ops.push({ op: 'create', object: s });
+        const entry = from?.audit?.withWrite;
+        if (entry && !entry.committed) audited.push(entry);
       }
       if (ops.length === 0) return out;
       const cluster = this.deps.cache.list('cluster')[0];
+      if (cluster) ops.push({ op: 'update', object: cluster });
+      const services = ops.length;
+      ops.push(...audited.map((entry): Op => ({ op: 'create', object: entry.event() })));
       // Answers are given once the cache has the services; a client that goes away meanwhile does not stop the others'
       // (no request's signal ends the wait).
-      const stored = await this.commit([...ops, ...(cluster ? [{ op: 'update' as const, object: cluster }] : [])]);
-      const byId = new Map(stored.map((o) => [o.id, o]));
+      const r = await this.deps.store.commit(ops);
+      for (const entry of audited) entry.committed = true;
+      await this.deps.cache.waitFor(r.revision);
+      const byId = new Map(r.objects.slice(0, services).map((o) => [o?.id, o]));
       return out.map((o) => (o instanceof ShoalError ? o : ((byId.get(o.id) as Service | undefined) ?? o)));
     });
   }
 
-  async commit(ops: Op[], signal?: AbortSignal): Promise<StoredObject[]> {
-    const r = await this.deps.store.commit(ops);
-    await this.deps.cache.waitFor(r.revision, signal);
-    return r.objects.filter((o) => o !== undefined);
+  /**
+   * Commits `ops`, with the audit entry of the request they are made for when it has one not yet committed (and there
+   * is room for it), and waits until the cache has the commit. Returns the objects of `ops` as stored.
+   */
+  async commit(ops: Op[], from?: WriteOrigin): Promise<StoredObject[]> {
+    const entry = from?.audit?.withWrite;
+    const audit = entry && !entry.committed && ops.length < this.deps.store.maxOpsPerCommit ? entry.event() : undefined;
+    const r = await this.deps.store.commit(audit ? [...ops, { op: 'create', object: audit }] : ops);
+    if (audit && entry) entry.committed = true;
+    await this.deps.cache.waitFor(r.revision, from?.signal);
+    return r.objects.slice(0, ops.length).filter((o) => o !== undefined);
   }
 
   /** Runs a read-modify-write again when a concurrent writer (a controller, another manager) got there first. */
@@ -142,7 +174,7 @@ export class StoreWriter {
    * Creates or updates the object of every document by name, all in one commit (all or nothing, run again on a
    * conflict); an object whose content is already the document's is left unchanged, and no commit is made when all are.
    */
-  async applyByName<K extends AppliedKind>(kind: K, docs: AppliedDocument<K>[], clock: Clock, signal: AbortSignal): Promise<PolicyApplyResult[]> {
+  async applyByName<K extends AppliedKind>(kind: K, docs: AppliedDocument<K>[], clock: Clock, from: WriteOrigin): Promise<PolicyApplyResult[]> {
     return this.retryOnConflict(async () => {
       const ops: Op[] = [];
       const out: PolicyApplyResult[] = [];
@@ -157,16 +189,16 @@ export class StoreWriter {
         ops.push({ op: cur ? 'update' : 'create', object });
         out.push({ name, version: (cur?.meta.version ?? 0) + 1, result: cur ? 'updated' : 'created' });
       }
-      if (ops.length > 0) await this.commit(ops, signal);
+      if (ops.length > 0) await this.commit(ops, from);
       return out;
     });
   }
 
   /** Deletes the object `find` returns as it is at the time (`find` throws not_found when there is none). */
-  async removeCurrent(find: () => StoredObject, signal: AbortSignal): Promise<void> {
+  async removeCurrent(find: () => StoredObject, from: WriteOrigin): Promise<void> {
     await this.retryOnConflict(async () => {
       const cur = find();
-      await this.commit([{ op: 'delete', kind: cur.kind, id: cur.id, version: cur.meta.version }], signal);
+      await this.commit([{ op: 'delete', kind: cur.kind, id: cur.id, version: cur.meta.version }], from);
     });
   }
 }
