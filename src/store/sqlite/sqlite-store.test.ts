@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { Worker } from 'node:worker_threads';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { ShoalError, deepFreeze } from '../../core/index.js';
@@ -15,6 +16,7 @@ import type { StoreFixture } from '../contract.js';
 import type { Op, WatchEvent } from '../store.js';
 import type { StoredObject, Task } from '../../core/index.js';
 import { SqliteStore } from './sqlite-store.js';
+import type { WriterConfig, WriterReply, WriterRequest } from './sqlite-writer.js';
 import type { SqliteStoreOptions } from './sqlite-store.js';
 
 const dirs: string[] = [];
@@ -480,6 +482,67 @@ describe('SqliteStore', () => {
       assert.deepEqual(revisions, [...revisions].sort((a, b) => a - b), 'background commits keep their order');
     } finally {
       await cleanup();
+    }
+  });
+
+  it('writes interactive commits made while background groups fill the writer, in order, also when closed at once', async () => {
+    const f = await sqliteFixture();
+    try {
+      const background = Array.from({ length: 8 }, (_, b) => f.store.commit(Array.from({ length: 400 }, (_, i) => createNode(`bg${b}-${i}`)), { background: true }));
+      // A turn later the writer has background groups in flight; interactive commits go out beside them.
+      await new Promise((r) => setImmediate(r));
+      const interactive = Array.from({ length: 3 }, (_, i) => f.store.commit([createNode(`api${i}`)]));
+      const closed = f.store.close();
+      const all = await Promise.all([...interactive, ...background]);
+      await closed;
+      const revisions = all.map((r) => r.revision);
+      assert.equal(new Set(revisions).size, revisions.length, 'a revision each');
+      const api = revisions.slice(0, 3);
+      assert.deepEqual(api, [...api].sort((a, b) => a - b), 'interactive commits keep their order');
+      assert.ok(api.every((r) => r < Math.max(...revisions)), `interactive at ${api.join(',')}, ahead of queued background commits (${revisions.slice(3).join(',')})`);
+      const reopened = await (f.reopen ?? assert.fail("the SQLite fixture reopens"))();
+      assert.equal((await reopened.list('node')).items.length, 8 * 400 + 3, 'every acknowledged commit is stored');
+      assert.equal(await reopened.revision(), Math.max(...revisions));
+    } finally {
+      await f.cleanup();
+    }
+  });
+
+  it("writer: takes an express group before the groups queued ahead of it, and revisions follow the order it writes", async () => {
+    const path = await tempPath();
+    await SqliteStore.open(path).close();
+    const writer = new Worker(new URL('./sqlite-writer.js', import.meta.url), { workerData: { shoalSqliteWriter: { path, synchronous: 'NORMAL', busyTimeoutMs: 5000, keepRevisions: 100 } satisfies WriterConfig } });
+    try {
+      const replies = new Map<number, WriterReply>();
+      const all = new Promise<void>((resolve) =>
+        writer.on('message', (r: WriterReply) => {
+          replies.set(r.seq, r);
+          if (replies.size === 4) resolve();
+        }),
+      );
+      const group = (seq: number, ids: string[], express?: boolean): WriterRequest => ({
+        type: 'group',
+        seq,
+        specs: [],
+        commits: [{ now: new Date().toISOString(), ops: ids.map((id) => ({ op: 'create' as const, kind: 'node', id, version: 0, body: JSON.stringify({ ...sampleNode(id), meta: undefined }) })) }],
+        ...(express === undefined ? {} : { express }),
+      });
+      // Posted in one turn: the writer has them all queued when it picks the second (it may have picked the first).
+      writer.postMessage(group(1, Array.from({ length: 500 }, (_, i) => `a${i}`)));
+      writer.postMessage(group(2, Array.from({ length: 500 }, (_, i) => `b${i}`)));
+      writer.postMessage(group(3, Array.from({ length: 500 }, (_, i) => `c${i}`)));
+      writer.postMessage(group(4, ['api'], true));
+      await within(all, 'the writer answers four groups');
+      const revision = (seq: number): number => {
+        const o = replies.get(seq)?.outcomes?.[0];
+        assert.ok(o && !('error' in o), `group ${seq} written: ${JSON.stringify(o)}`);
+        return o.revision;
+      };
+      assert.ok(revision(4) < revision(2), `the express group (revision ${revision(4)}) is written before the second group (${revision(2)})`);
+      assert.ok(revision(1) < revision(2) && revision(2) < revision(3), 'the other groups keep their order');
+      assert.deepEqual([1, 2, 3, 4].map(revision).sort((a, b) => a - b), [1, 2, 3, 4], 'a revision each, none skipped');
+    } finally {
+      await writer.terminate();
     }
   });
 

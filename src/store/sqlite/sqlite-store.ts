@@ -127,6 +127,13 @@ const GROUP_OPS = 500;
  * more, so a commit made meanwhile (an interactive one goes first) waits for at most two groups.
  */
 const GROUPS_IN_FLIGHT = 2;
+/**
+ * Interactive commits (API writes) also go out at once in a group of their own, besides those slots, while fewer than
+ * this many such groups are in flight. The writer takes such a group before the groups that wait ahead of it: an API
+ * write waits for the group being written, not for a slot, a turn of the background budget and up to three groups of
+ * 500 background ops.
+ */
+const EXPRESS_GROUPS = 1;
 /** How many log rows a lagging watcher reads per query. */
 const LOG_CHUNK_ROWS = 64;
 
@@ -212,11 +219,16 @@ export class SqliteStore implements Store {
   private readonly outstanding = new Map<number, Outstanding>();
   private seq = 0;
   private broken: ShoalError | undefined;
-  /** Commits waiting for a group (interactive ones, then background ones); a flush is scheduled; groups being written. */
+  /**
+   * Commits waiting for a group (interactive ones, then background ones); a flush is scheduled; groups being written
+   * in the slots, and of interactive commits alone.
+   */
   private readonly pending = { interactive: [] as Pending[], background: [] as Pending[] };
   private flushScheduled = false;
+  private expressScheduled = false;
   private flushing = false;
   private inFlight = 0;
+  private expressInFlight = 0;
   /** Resolved when the last group in flight is answered (close waits for it). */
   private idle: (() => void) | undefined;
   /** Reads a kind's rows and the revision in one snapshot. */
@@ -373,6 +385,7 @@ export class SqliteStore implements Store {
       this.assertOpen();
       validateOps(ops);
       (opts?.background ? this.pending.background : this.pending.interactive).push({ ops, fence, resolve, reject });
+      if (!opts?.background) this.scheduleExpress();
       // Commits made in one turn of the event loop (or while the writer is busy) gather into one group.
       if (this.flushScheduled || this.inFlight >= GROUPS_IN_FLIGHT) return;
       this.flushScheduled = true;
@@ -380,6 +393,16 @@ export class SqliteStore implements Store {
         this.flushScheduled = false;
         this.flush();
       });
+    });
+  }
+
+  /** Sends the interactive commits queued in this turn as a group of their own, unless EXPRESS_GROUPS are in flight. */
+  private scheduleExpress(): void {
+    if (this.expressScheduled || this.expressInFlight >= EXPRESS_GROUPS) return;
+    this.expressScheduled = true;
+    setImmediate(() => {
+      this.expressScheduled = false;
+      if (!this.closed && this.expressInFlight < EXPRESS_GROUPS) this.sendGroup('express');
     });
   }
 
@@ -400,7 +423,7 @@ export class SqliteStore implements Store {
       try {
         while (!this.closed && this.canSend) {
           await background.slot('first');
-          if (!this.closed && this.canSend) this.sendGroup();
+          if (!this.closed && this.canSend) this.sendGroup('slot');
         }
       } finally {
         this.flushing = false;
@@ -410,16 +433,19 @@ export class SqliteStore implements Store {
 
   /** Sends what is queued at once, without waiting for budget (closing). */
   private flushNow(): void {
-    while (this.canSend) this.sendGroup();
+    while (this.canSend) this.sendGroup('slot');
   }
 
-  /** Sends the next group of queued commits (none if every one of them failed its fence). */
-  private sendGroup(): void {
+  /**
+   * Sends the next group of queued commits (none if every one of them failed its fence): in a slot, interactive ones
+   * and then background ones; express, interactive ones alone.
+   */
+  private sendGroup(lane: 'slot' | 'express'): void {
     const commits: Pending[] = [];
     const wire: WireCommit[] = [];
     const specs = new GroupSpecs();
     let ops = 0;
-    for (const queue of [this.pending.interactive, this.pending.background]) {
+    for (const queue of lane === 'slot' ? [this.pending.interactive, this.pending.background] : [this.pending.interactive]) {
       while (queue.length > 0 && (commits.length === 0 || ops + (queue[0] as Pending).ops.length <= GROUP_OPS)) {
         const p = queue.shift() as Pending;
         try {
@@ -434,18 +460,24 @@ export class SqliteStore implements Store {
       }
     }
     if (commits.length === 0) return;
-    this.inFlight++;
-    void this.write(commits, wire, specs.json).finally(() => {
-      this.inFlight--;
-      if (this.inFlight === 0) this.idle?.();
+    if (lane === 'slot') this.inFlight++;
+    else this.expressInFlight++;
+    void this.write(commits, wire, specs.json, lane === 'express').finally(() => {
+      if (lane === 'slot') this.inFlight--;
+      else this.expressInFlight--;
+      if (this.inFlight + this.expressInFlight === 0) this.idle?.();
       this.flush();
+      if (this.pending.interactive.length > 0) this.scheduleExpress();
     });
   }
 
-  /** Writes one group; the writer answers in order, so batches are published in revision order. */
-  private async write(commits: Pending[], wire: WireCommit[], specs: string[]): Promise<void> {
+  /**
+   * Writes one group. The writer answers in the order it writes (an express group before the groups that wait ahead of
+   * it), and revisions follow that order: batches are published in revision order.
+   */
+  private async write(commits: Pending[], wire: WireCommit[], specs: string[], express: boolean): Promise<void> {
     try {
-      const reply = await this.request({ type: 'group', commits: wire, specs });
+      const reply = await this.request({ type: 'group', commits: wire, specs, express });
       this.learnSpecs(specs, reply);
       (reply.outcomes ?? []).forEach((o, i) => this.settle(commits[i] as Pending, o, (wire[i] as WireCommit).now));
     } catch (e) {
@@ -647,7 +679,7 @@ export class SqliteStore implements Store {
     // Commits already made are written, as they would have been without grouping.
     for (;;) {
       this.flushNow();
-      if (this.inFlight === 0) break;
+      if (this.inFlight + this.expressInFlight === 0) break;
       await new Promise<void>((resolve) => (this.idle = resolve));
     }
     this.idle = undefined;

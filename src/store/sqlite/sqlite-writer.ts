@@ -3,7 +3,8 @@
 //
 // The main thread validates, fences and serializes; this thread checks versions, stamps meta, writes objects and the
 // change log, and answers each commit with its revision and its events as JSON (what watchers and results are made
-// of). Messages are handled one at a time, in order: revisions follow the order of the requests.
+// of). Messages are handled one at a time, in order but for express groups (interactive commits), which go before the
+// groups that wait: revisions follow the order of writing.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -34,7 +35,8 @@ export interface WireCommit {
 }
 
 /** A group: its commits, and the distinct task specs (JSON) their ops refer to by index. */
-export type WriterCommand = { type: 'group'; commits: WireCommit[]; specs: string[] } | { type: 'compact'; revision: number } | { type: 'close' };
+/** `express`: a group of interactive commits, written before the groups that came ahead of it and wait. */
+export type WriterCommand = { type: 'group'; commits: WireCommit[]; specs: string[]; express?: boolean } | { type: 'compact'; revision: number } | { type: 'close' };
 
 export type WriterRequest = WriterCommand & { seq: number };
 
@@ -243,8 +245,28 @@ const cfg = (workerData as { shoalSqliteWriter?: WriterConfig } | null)?.shoalSq
 if (parentPort && cfg) {
   const port = parentPort;
   const writer = new Writer(cfg);
-  port.on('message', (req: WriterRequest) => {
+  // Requests are handled one per turn of this thread's loop, so those that arrive while one is written are all queued
+  // when the next is picked: an express group first, then in order. Revisions follow the order of writing, and each
+  // answer is sent as its group is written, so the store publishes them in revision order.
+  const queue: WriterRequest[] = [];
+  let scheduled = false;
+  const next = (): void => {
+    scheduled = false;
+    const express = queue.findIndex((r) => r.type === 'group' && r.express === true);
+    const [req] = queue.splice(Math.max(express, 0), 1);
+    if (req === undefined) return;
     port.postMessage(writer.handle(req));
-    if (req.type === 'close') port.close();
+    if (req.type === 'close') return port.close();
+    if (queue.length > 0 && !scheduled) {
+      scheduled = true;
+      setImmediate(next);
+    }
+  };
+  port.on('message', (req: WriterRequest) => {
+    queue.push(req);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(next);
+    }
   });
 }
