@@ -527,8 +527,9 @@ describe('SqliteStore', () => {
         commits: [{ now: new Date().toISOString(), ops: ids.map((id) => ({ op: 'create' as const, kind: 'node', id, version: 0, body: JSON.stringify({ ...sampleNode(id), meta: undefined }) })) }],
         ...(express === undefined ? {} : { express }),
       });
-      // Posted in one turn: the writer has them all queued when it picks the second (it may have picked the first).
-      writer.postMessage(group(1, Array.from({ length: 500 }, (_, i) => `a${i}`)));
+      // Posted in one turn: the writer has them all queued when it picks the second (it may have picked the first, which
+      // is big enough to be written still when the last arrives).
+      writer.postMessage(group(1, Array.from({ length: 3000 }, (_, i) => `a${i}`)));
       writer.postMessage(group(2, Array.from({ length: 500 }, (_, i) => `b${i}`)));
       writer.postMessage(group(3, Array.from({ length: 500 }, (_, i) => `c${i}`)));
       writer.postMessage(group(4, ['api'], true));
