@@ -1,7 +1,8 @@
 // bench/scale: the control plane at a scale no single machine hosts for real. A manager (its own process, SQLite or a
 // real etcd), N hollow nodes (another process: real agents, real sessions, the sim runtime), then services totalling T
 // tasks. Measures: join time; time until all T run and tasks/s; API latency p50/p99 of `service ls`, `service ps` and
-// a write (scale), idle (the same-run baseline) and during convergence (`service ls` alone while failing over); peak
+// a write (scale), idle (the same-run baseline) and during convergence (`service ls` alone while failing over), and
+// beside them the floor (`floorLs`: the same `service ls` answer from a plain server in a process of its own); peak
 // RSS and CPU of each process; and the time until the tasks of 10% of the nodes, killed at once, run elsewhere (as the
 // probe sees it, and as the replacements' own start times record it). Prints
 // a JSON summary with each figure beside its target (ratio) and writes an SVG chart of tasks running over time. Never
@@ -12,6 +13,7 @@
 
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +24,7 @@ import { initDataDir, readDataDir, readNodeTls } from '../src/manager/data-dir.j
 import { startEtcd, type EtcdCluster } from '../test/etcd.js';
 import { freePort, httpsRequest } from '../test/helpers.js';
 import type { ServiceSpecInput } from '../src/protocol/index.js';
+import type { FloorReady } from './scale-floor.js';
 import type { NodesReply, NodesRequest } from './scale-nodes.js';
 
 const { values } = parseArgs({
@@ -43,6 +46,7 @@ const KILL = Math.max(1, Math.round(NODES * Number(values['kill-fraction'])));
 const OUT = values.out ?? mkdtempSync(join(tmpdir(), 'shoal-scale-'));
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const NODES_MAIN = fileURLToPath(new URL('./scale-nodes.js', import.meta.url));
+const FLOOR_MAIN = fileURLToPath(new URL('./scale-floor.js', import.meta.url));
 /** Every wait is bounded: past this the bench gives up (it reports, it does not judge). */
 const LIMIT_MS = 15 * 60_000;
 const SAMPLE_GAP_MS = 100;
@@ -259,6 +263,26 @@ const startNodes = (manager: string, token: string): { child: ChildProcess; ask:
   return { child, ask, joined };
 };
 
+/** The floor's process (see scale-floor.ts) serving `body`, and a GET of it over one kept-alive connection. */
+const startFloor = async (body: string): Promise<{ child: ChildProcess; fetch: () => Promise<void>; agent: Agent }> => {
+  const child = fork(FLOOR_MAIN, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const { port } = await new Promise<FloorReady>((resolve, reject) => {
+    child.once('message', resolve);
+    child.once('exit', (code) => reject(new Error(`the floor's process exited (${code})`)));
+    child.send({ body });
+  });
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const fetch = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+        res.on('error', reject);
+        res.on('end', resolve);
+        res.resume();
+      }).on('error', reject);
+    });
+  return { child, fetch, agent };
+};
+
 /** Ends a child: SIGTERM (a manager writes its profile as it exits), SIGKILL after `graceMs`. */
 const endChild = async (child: ChildProcess | undefined, graceMs = 120_000): Promise<void> => {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
@@ -344,6 +368,7 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
   let etcd: EtcdCluster | undefined;
   let manager: Awaited<ReturnType<typeof startManager>> | undefined;
   let nodes: ReturnType<typeof startNodes> | undefined;
+  let floor: Awaited<ReturnType<typeof startFloor>> | undefined;
   try {
     if (store === 'etcd') etcd = await startEtcd({ members: 1 });
     manager = await startManager(join(dir, 'manager'), store, etcd);
@@ -367,6 +392,7 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
     await sleep(3000);
     idleStop.done = true;
     const idleApi = await idle;
+    floor = await startFloor(JSON.stringify(await client.listServices()));
 
     // Convergence: every service created (the first one scaled) as fast as the API takes them.
     const pids = { manager: manager.child.pid, nodes: nodes.child.pid, etcd: etcd?.members[0]?.pid() };
@@ -380,6 +406,7 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
     await nodes.ask({ type: 'count' });
     const t0 = performance.now();
     const api = sampleApi(client, stop, series, t0);
+    const floorLs = sampler(floor.fetch, stop);
     process.stderr.write(`[${store}] creating ${SERVICES} services, ${TASKS} tasks…\n`);
     await client.scaleService('svc-000', sizes[0] ?? 0);
     // Several creates in flight, as several users (or a deploy tool) would make them.
@@ -398,7 +425,7 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
     const foundDownConverging = new Set(downs.downs.filter((d) => d.at >= convergeStart).map((d) => d.id)).size;
     const nodesConverging = (await nodes.ask({ type: 'count' })) as NodesReply & { type: 'count' };
     stop.done = true;
-    const convergingApi = await api;
+    const convergingApi = { ...(await api), floorLs: await floorLs };
     const convergingStalls = stalls(scrapeBefore, await manager.scrape());
     const after = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, procFigures(pid)]));
     const firstRunning = series.find(([, n]) => n > 0)?.[0] ?? 0;
@@ -485,6 +512,8 @@ const run = async (store: 'sqlite' | 'etcd'): Promise<RunResult> => {
       killAtSeconds: round((tKill - t0) / 1000),
     };
   } finally {
+    floor?.agent.destroy();
+    await endChild(floor?.child, 1000);
     if (nodes && nodes.child.connected) await Promise.race([nodes.ask({ type: 'stop' }), sleep(30_000)]);
     await endChild(nodes?.child, 5000);
     manager?.client.close();
