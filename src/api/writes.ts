@@ -117,7 +117,7 @@ export class StoreWriter {
       const taken = new Set(this.deps.cache.list('service').map((s) => s.spec.name));
       const out: (Service | ShoalError)[] = [];
       const ops: Op[] = [];
-      const audited: NonNullable<AuditNote['withWrite']>[] = [];
+      const origins: WriteOrigin[] = [];
       for (const { spec, id, createdAt, from } of items) {
         if (taken.has(spec.name)) {
           out.push(new ShoalError('already_exists', `service '${spec.name}' already exists`, { violations: [{ field: 'name', reason: 'a service with this name exists' }] }));
@@ -127,20 +127,14 @@ export class StoreWriter {
         const s: Service = { kind: 'service', id, meta: { version: 0, createdAt, updatedAt: createdAt }, spec };
         out.push(s);
         ops.push({ op: 'create', object: s });
-        const entry = from?.audit?.withWrite;
-        if (entry && !entry.committed) audited.push(entry);
+        if (from) origins.push(from);
       }
       if (ops.length === 0) return out;
       const cluster = this.deps.cache.list('cluster')[0];
-      if (cluster) ops.push({ op: 'update', object: cluster });
-      const services = ops.length;
-      ops.push(...audited.map((entry): Op => ({ op: 'create', object: entry.event() })));
       // Answers are given once the cache has the services; a client that goes away meanwhile does not stop the others'
       // (no request's signal ends the wait).
-      const r = await this.deps.store.commit(ops);
-      for (const entry of audited) entry.committed = true;
-      await this.deps.cache.waitFor(r.revision);
-      const byId = new Map(r.objects.slice(0, services).map((o) => [o?.id, o]));
+      const stored = await this.commitFor([...ops, ...(cluster ? [{ op: 'update' as const, object: cluster }] : [])], origins);
+      const byId = new Map(stored.map((o) => [o.id, o]));
       return out.map((o) => (o instanceof ShoalError ? o : ((byId.get(o.id) as Service | undefined) ?? o)));
     });
   }
@@ -149,12 +143,17 @@ export class StoreWriter {
    * Commits `ops`, with the audit entry of the request they are made for when it has one not yet committed (and there
    * is room for it), and waits until the cache has the commit. Returns the objects of `ops` as stored.
    */
-  async commit(ops: Op[], from?: WriteOrigin): Promise<StoredObject[]> {
-    const entry = from?.audit?.withWrite;
-    const audit = entry && !entry.committed && ops.length < this.deps.store.maxOpsPerCommit ? entry.event() : undefined;
-    const r = await this.deps.store.commit(audit ? [...ops, { op: 'create', object: audit }] : ops);
-    if (audit && entry) entry.committed = true;
-    await this.deps.cache.waitFor(r.revision, from?.signal);
+  commit(ops: Op[], from?: WriteOrigin): Promise<StoredObject[]> {
+    return this.commitFor(ops, from ? [from] : [], from?.signal);
+  }
+
+  /** `commit` for the requests `origins`: their audit entries not yet committed go with `ops` when they all fit. */
+  private async commitFor(ops: Op[], origins: WriteOrigin[], signal?: AbortSignal): Promise<StoredObject[]> {
+    const entries = origins.flatMap((o) => (o.audit?.withWrite && !o.audit.withWrite.committed ? [o.audit.withWrite] : []));
+    const audited = ops.length + entries.length <= this.deps.store.maxOpsPerCommit ? entries : [];
+    const r = await this.deps.store.commit([...ops, ...audited.map((e): Op => ({ op: 'create', object: e.event() }))]);
+    for (const e of audited) e.committed = true;
+    await this.deps.cache.waitFor(r.revision, signal);
     return r.objects.slice(0, ops.length).filter((o) => o !== undefined);
   }
 
